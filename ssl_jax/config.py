@@ -1,0 +1,225 @@
+"""Config schema, defaults and up-front validation for ``ssl_jax.main``.
+
+Experiment files (``experiments/configs/<method>_<dataset>.py``) start from
+:func:`base_config`, set what their paper's recipe says, and derive a ``tiny`` variant with
+:func:`make_tiny`. Everything is checked by :func:`validate` before anything is compiled.
+"""
+
+import difflib
+
+import ml_collections
+
+METHODS = (
+    "simclr",
+    "moco_v2",
+    "moco_v3",
+    "swav",
+    "dino",
+    "byol",
+    "simsiam",
+    "barlow_twins",
+    "vicreg",
+    "rotation",
+    "mae",
+    "patch_position",
+    "jigsaw",
+    "colorization",
+    "maskfeat",
+    "ibot",
+    "nnclr",
+)
+ENCODERS = ("resnet18", "resnet34", "resnet50", "convnet", "vit_tiny", "vit_small", "vit_base")
+OPTIMIZERS = ("lars", "sgd", "adamw")
+
+
+def base_config(dataset: str = "cifar10") -> ml_collections.ConfigDict:
+    """Defaults shared by every method; CIFAR-10 ResNet-18 unless ``dataset='imagenet2012'``."""
+    c = ml_collections.ConfigDict()
+    c.method = "simclr"
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = dataset  # a TFDS name, or "folder:<path>" for an image folder / archive
+    c.data.data_dir = ""  # TFDS data dir; "" = default search (see ssl_jax.data)
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_size = 32 if dataset.startswith("cifar") else 224
+    c.data.num_classes = 10 if dataset == "cifar10" else 1000
+    c.data.batch_size = 512  # global batch, split over all devices and processes
+    c.data.skip_corrupt = False
+    # How processes share the data: "split" = each reads a disjoint part of the split (IO
+    # scales); "batch" = each reads the same global order and keeps its rows of every global
+    # batch (results independent of the process count, at P x the decoding work).
+    c.data.process_sharding = "split"
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.recipe = "simclr_cifar" if dataset.startswith("cifar") else "simclr"
+    c.augment.num_local_crops = 0
+    c.augment.local_size = 16 if dataset.startswith("cifar") else 96
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = "resnet18" if dataset.startswith("cifar") else "resnet50"
+    c.model.stem = "cifar" if dataset.startswith("cifar") else "imagenet"
+    c.model.width = 1
+    c.model.patch_size = 16
+    c.model.dtype = "float32"  # or "bfloat16" (compute dtype; params stay float32)
+
+    c.head = ml_collections.ConfigDict()
+    c.head.proj_hidden = 2048
+    c.head.proj_dim = 128
+    c.head.proj_layers = 2
+    c.head.pred_hidden = 512
+    c.head.last_bn = False
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.temperature = 0.5
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "lars"
+    c.optim.base_lr = 0.3  # peak lr = base_lr x scale(batch_size), see lr_scaling
+    c.optim.lr_scaling = "linear"  # "linear": x B/256; "sqrt": x sqrt(B) (SimCLR); "none"
+    c.optim.weight_decay = 1e-6
+    c.optim.momentum = 0.9
+    c.optim.warmup_epochs = 10
+    c.optim.clip_grad_norm = 0.0  # 0 = off
+    c.optim.probe_lr = 1e-3
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 800
+    c.train.num_steps = 0  # > 0 overrides epochs
+    c.train.log_every = 50
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+    c.train.async_checkpoint = True
+    c.train.use_pmap = False
+    c.train.skip_nonfinite = False
+    c.train.ema_base = 0.996
+    c.train.ema_final = 1.0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.knn_k = 200
+    c.eval.knn_temperature = 0.07
+    c.eval.linear_epochs = 100
+    c.eval.linear_lr = 0.1
+    c.eval.max_train_examples = 0  # 0 = all
+    c.eval.batch_size = 512
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False
+    c.distributed.coordinator_address = ""
+    c.distributed.num_processes = 1
+    c.distributed.process_id = 0
+    return c
+
+
+def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A few steps of a small network on CPU, in seconds: for tests and smoke runs."""
+    c = ml_collections.ConfigDict(c.to_dict())
+    c.data.batch_size = 16
+    c.data.image_size = min(c.data.image_size, 32)
+    c.augment.local_size = 16
+    c.model.encoder = "convnet" if c.model.encoder.startswith("resnet") else "vit_tiny"
+    c.model.patch_size = 8
+    c.head.proj_hidden = 64
+    c.head.proj_dim = 32
+    c.head.pred_hidden = 32
+    c.train.num_steps = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.train.async_checkpoint = False
+    c.optim.warmup_epochs = 0
+    c.eval.linear_epochs = 2
+    c.eval.max_train_examples = 256
+    c.eval.knn_k = 10
+    return c
+
+
+def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The README's main job: a few minutes of real pretraining on CPU, then evaluation."""
+    c = ml_collections.ConfigDict(c.to_dict())
+    c.data.batch_size = 256
+    c.model.encoder = "convnet" if c.model.encoder.startswith("resnet") else c.model.encoder
+    c.head.proj_hidden = 512
+    c.train.num_steps = 300
+    c.train.log_every = 10
+    c.train.checkpoint_every = 100
+    c.optim.warmup_epochs = 0
+    c.eval.linear_epochs = 30
+    c.eval.max_train_examples = 10_000
+    return c
+
+
+def variant(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """``path.py:<name>`` selection: '' (the paper recipe), 'tiny' or 'demo'."""
+    variants = {"": lambda x: x, "tiny": make_tiny, "demo": make_demo}
+    if name not in variants:
+        raise ValueError(f"unknown config variant {name!r}; use one of '', 'tiny', 'demo'")
+    return variants[name](c)
+
+
+def _suggest(value: str, options: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(value, options, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def validate(c: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1) -> None:
+    """Raises ValueError with a message that says what to change."""
+    if c.method not in METHODS:
+        raise ValueError(
+            f"Unknown method {c.method!r}.{_suggest(c.method, METHODS)} Known: {', '.join(METHODS)}"
+        )
+    if c.model.encoder not in ENCODERS:
+        raise ValueError(
+            f"Unknown model.encoder {c.model.encoder!r}.{_suggest(c.model.encoder, ENCODERS)}"
+            f" Known: {', '.join(ENCODERS)}"
+        )
+    if c.optim.name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optim.name {c.optim.name!r}; use one of {OPTIMIZERS}")
+    if c.model.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"model.dtype must be 'float32' or 'bfloat16', got {c.model.dtype!r}")
+    bs = c.data.batch_size
+    if bs <= 0:
+        raise ValueError(f"data.batch_size must be positive, got {bs}")
+    if bs % num_devices:
+        raise ValueError(
+            f"data.batch_size={bs} is not divisible by the {num_devices} devices; set "
+            f"--config.data.batch_size to a multiple of {num_devices}"
+        )
+    if bs % num_processes:
+        raise ValueError(f"data.batch_size={bs} must be divisible by {num_processes} processes")
+    if c.data.process_sharding not in ("split", "batch"):
+        raise ValueError(
+            f"data.process_sharding must be 'split' or 'batch', got {c.data.process_sharding!r}"
+        )
+    if c.train.num_steps <= 0 and c.train.epochs <= 0:
+        raise ValueError("set train.epochs or train.num_steps to a positive number")
+    for name in ("base_lr", "probe_lr"):
+        if c.optim[name] <= 0:
+            raise ValueError(f"optim.{name} must be > 0, got {c.optim[name]}")
+    if c.optim.lr_scaling not in ("linear", "sqrt", "none"):
+        raise ValueError(f"optim.lr_scaling must be linear|sqrt|none, got {c.optim.lr_scaling!r}")
+    if c.optim.weight_decay < 0:
+        raise ValueError(f"optim.weight_decay must be >= 0, got {c.optim.weight_decay}")
+    if c.model.encoder.startswith("vit") and c.data.image_size % c.model.patch_size:
+        raise ValueError(
+            f"data.image_size={c.data.image_size} must be a multiple of "
+            f"model.patch_size={c.model.patch_size} for a ViT"
+        )
+    if c.train.checkpoint_every <= 0:
+        raise ValueError("train.checkpoint_every must be positive")
+
+
+def total_steps(c: ml_collections.ConfigDict, num_train_examples: int) -> int:
+    """``train.num_steps`` if set, else ``train.epochs`` over the training split."""
+    if c.train.num_steps > 0:
+        return int(c.train.num_steps)
+    return int(c.train.epochs * steps_per_epoch(c, num_train_examples))
+
+
+def peak_learning_rate(c: ml_collections.ConfigDict) -> float:
+    scale = {"linear": c.data.batch_size / 256, "sqrt": c.data.batch_size**0.5, "none": 1.0}
+    return float(c.optim.base_lr * scale[c.optim.lr_scaling])
+
+
+def steps_per_epoch(c: ml_collections.ConfigDict, num_train_examples: int) -> int:
+    return max(1, num_train_examples // c.data.batch_size)

@@ -1,0 +1,18 @@
+"""Self-supervised objectives as pure JAX functions.
+
+Every loss takes arrays and keyword-only hyperparameters (paper defaults), validates its
+inputs, and works under ``jax.jit``/``jax.grad``. Losses that need the whole batch take
+``axis_name``: ``None`` means "the arrays are the global batch" (single device, or
+``jax.jit`` over a sharded ``Mesh``); a name means "inside ``shard_map``/``pmap``, gather
+across that axis" and gives the same value and gradients.
+"""
+
+from ssl_jax.losses._contrastive import info_nce_loss as info_nce_loss
+from ssl_jax.losses._contrastive import moco_v3_loss as moco_v3_loss
+from ssl_jax.losses._contrastive import nearest_neighbour as nearest_neighbour
+from ssl_jax.losses._contrastive import nt_xent_loss as nt_xent_loss
+from ssl_jax.losses._contrastive import queue_update as queue_update
+from ssl_jax.losses._dino import dino_center_update as dino_center_update
+from ssl_jax.losses._dino import dino_loss as dino_loss
+from ssl_jax.losses._swav import sinkhorn_knopp as sinkhorn_knopp
+from ssl_jax.losses._swav import swav_loss as swav_loss

@@ -1,0 +1,230 @@
+"""The training loop: config in, checkpoints, logs and a trained state out.
+
+Reads the config (with ``ssl_jax.build``); everything below it takes plain arguments.
+"""
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from ssl_jax import build, data
+from ssl_jax import config as cfg
+from ssl_jax.train import checkpoint, metrics_log
+from ssl_jax.train.preemption import PreemptionGuard
+from ssl_jax.train.state import TrainState, create_train_state
+from ssl_jax.train.step import data_mesh, jit_step, make_step_fn, pmap_step
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN/Inf; the message names the step and the metrics."""
+
+
+def _host_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+
+
+def _check_finite(step: int, m: dict[str, float], skip: bool) -> None:
+    if m.get("finite", 1.0) >= 1.0:
+        return
+    bad = sorted(k for k, v in m.items() if not math.isfinite(v)) or ["gradients"]
+    msg = (
+        f"non-finite value at step {step}: {', '.join(bad)}. The update of that step was not "
+        "applied, so the state and checkpoints stay finite."
+    )
+    if skip:
+        log.warning("%s Skipping it (train.skip_nonfinite=True).", msg)
+        return
+    raise NonFiniteLossError(msg + " Lower the learning rate or set train.skip_nonfinite=True.")
+
+
+class Trainer:
+    """Holds what one run needs; ``run()`` trains from the latest checkpoint to the end."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path):
+        self.config = config
+        self.workdir = Path(workdir)
+        cfg.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+        self.source = data.resolve_source(
+            config.data.dataset, data_dir=config.data.data_dir or None
+        )
+        self.ckpt = checkpoint.Checkpointer(
+            self.workdir / "checkpoints",
+            max_to_keep=config.train.keep_checkpoints,
+            async_save=config.train.async_checkpoint,
+        )
+        self.mesh = data_mesh()
+        n_train = self.source.num_examples(config.data.train_split)
+        if n_train < config.data.batch_size:
+            raise ValueError(
+                f"the training split has {n_train} examples, fewer than data.batch_size="
+                f"{config.data.batch_size}; lower the batch size"
+            )
+        self.num_train_examples = n_train
+        self.method = build.method(config, n_train)
+        self.schedule = build.lr_schedule(config, n_train)
+        self.tx = build.optimizer(config, n_train)
+        self.probe_tx = optax.adam(config.optim.probe_lr)
+        self.num_steps = cfg.total_steps(config, n_train)
+        self.base_key = jax.random.key(config.seed)
+        self.use_pmap = bool(config.train.use_pmap)
+
+    # -- state -----------------------------------------------------------------------------
+    def _init_state(self, sample_images: np.ndarray) -> TrainState:
+        replicated = NamedSharding(self.mesh, P())
+        init = jax.jit(
+            lambda key, x: create_train_state(
+                self.method,
+                self.tx,
+                self.probe_tx,
+                key,
+                x,
+                num_classes=self.config.data.num_classes,
+            ),
+            out_shardings=replicated,
+        )
+        return init(jax.random.fold_in(self.base_key, -1 % 2**31), jnp.asarray(sample_images))
+
+    def restore_or_init(self, sample_images: np.ndarray) -> TrainState:
+        state = self._init_state(sample_images)
+        restored = self.ckpt.restore_latest(state)
+        if restored is None:
+            return state
+        step, state, _ = restored
+        log.info("resumed from checkpoint at step %d", step)
+        return state
+
+    # -- loop ------------------------------------------------------------------------------
+    def batches(self, start_step: int):
+        """This process's rows of every global batch, from ``start_step`` on."""
+        c = self.config
+        pid, count = jax.process_index(), jax.process_count()
+        local_batch = c.data.batch_size // count
+        by_batch = c.data.process_sharding == "batch"
+        it = data.train_batches(
+            self.source,
+            split=c.data.train_split,
+            batch_size=c.data.batch_size if by_batch else local_batch,
+            image_size=c.data.image_size,
+            seed=c.seed,
+            start_step=start_step,
+            process_index=0 if by_batch else pid,
+            process_count=1 if by_batch else count,
+            skip_corrupt=c.data.skip_corrupt,
+        )
+        if not by_batch:
+            return it
+        rows = slice(pid * local_batch, (pid + 1) * local_batch)
+        return ({k: v[rows] for k, v in b.items()} for b in it)
+
+    def _compile(self):
+        if not self.use_pmap:
+            step_fn = make_step_fn(self.method, self.tx, self.probe_tx, lr_schedule=self.schedule)
+            return jit_step(step_fn, self.mesh)
+        step_fn = make_step_fn(
+            self.method,
+            self.tx,
+            self.probe_tx,
+            lr_schedule=self.schedule,
+            axis_name=build.PMAP_AXIS,
+        )
+        return pmap_step(step_fn, axis_name=build.PMAP_AXIS)
+
+    def _to_device(self, batch: dict[str, np.ndarray]):
+        if not self.use_pmap:
+            return data.to_global(batch, self.mesh)
+        n = jax.local_device_count()
+        return jax.tree.map(lambda x: x.reshape((n, -1, *x.shape[1:])), batch)
+
+    def run(self, *, stop_at: int | None = None) -> TrainState:
+        """Trains to the end, or until a termination signal or step ``stop_at`` (which
+        behaves like a preemption there: checkpoint, then return)."""
+        c = self.config
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "config.json").write_text(c.to_json_best_effort(indent=1))
+        log.info("data: %s", self.source.description)
+        batches = self.batches(0)
+        first = next(batches)
+        state = self.restore_or_init(first["image"])
+        start = int(jax.device_get(state.step))
+        if start:
+            batches = self.batches(start)
+        step_fn = self._compile()
+        if self.use_pmap:
+            state = flax.jax_utils.replicate(state)
+        writer = metrics_log.create_writer(self.workdir)
+        pending = None
+        t0 = time.time()
+        bar = tqdm(
+            total=self.num_steps,
+            initial=start,
+            desc=c.method,
+            disable=jax.process_index() != 0,
+        )
+        with PreemptionGuard() as guard:
+            for step in range(start, self.num_steps):
+                batch = self._to_device(next(batches))
+                state, metrics = step_fn(state, batch, self.base_key)
+                # Read the previous step's metrics after dispatching this one: the host never
+                # stalls the device, and a NaN is still reported with its own step number.
+                if pending is not None:
+                    self._report(writer, bar, *pending)
+                pending = (step, metrics)
+                done = step + 1
+                # Agreed by all hosts when multi-host (must be asked at every step).
+                stop = guard.should_stop_at(done) or done == stop_at
+                if done % c.train.checkpoint_every == 0 or stop:
+                    self._save(done, state)
+                if stop:
+                    log.warning("termination signal: checkpoint saved at step %d, exiting", done)
+                    break
+            if pending is not None:
+                self._report(writer, bar, *pending)
+        bar.close()
+        final = self._unreplicate(state)
+        self._save(int(jax.device_get(final.step)), state, force=True)
+        self.ckpt.wait()
+        self.ckpt.close()
+        writer.flush()
+        log.info("trained %d steps in %.1fs", int(final.step) - start, time.time() - t0)
+        return final
+
+    def _unreplicate(self, state: TrainState) -> TrainState:
+        return jax.tree.map(lambda x: x[0], state) if self.use_pmap else state
+
+    def _save(self, step: int, state: TrainState, *, force: bool = False) -> None:
+        state = self._unreplicate(state) if self.use_pmap else state
+        self.ckpt.save(step, state, meta={"step": step}, force=force)
+
+    def _report(self, writer, bar, step: int, metrics) -> None:
+        m = _host_metrics(metrics)
+        _check_finite(step, m, self.config.train.skip_nonfinite)
+        bar.update(1)
+        if step % self.config.train.log_every == 0 or step == self.num_steps - 1:
+            writer.write_scalars(step, m)
+            bar.set_postfix(loss=f"{m['loss']:.4f}", probe=f"{m['probe_top1']:.3f}")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
+    """Pretrains ``config.method`` into ``workdir`` (resuming from its latest checkpoint)."""
+    return Trainer(config, workdir).run()
+
+
+def save_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)

@@ -1,0 +1,164 @@
+"""One pure train step ``(state, batch, key) -> (state, metrics)``, for any method.
+
+The same function is compiled two ways: ``jax.jit`` over a ``Mesh`` with the batch sharded
+on the data axis (primary; the compiler inserts the collectives, BatchNorm statistics are
+global), or ``jax.pmap`` with an axis name (methods then gather explicitly).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax import metrics as ssl_metrics
+from ssl_jax.eval.linear_probe import online_probe_loss
+from ssl_jax.methods.base import Method
+from ssl_jax.train.state import TrainState
+
+StepFn = Callable[[TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, dict]]
+
+
+def _image_keys(aug_key: jax.Array, n_local: int, axis_name: str | None) -> jax.Array:
+    """One key per image of the GLOBAL batch, so jit and pmap draw the same views."""
+    if axis_name is None:
+        return jax.random.split(aug_key, n_local)
+    n_dev = lax.psum(1, axis_name)
+    keys = jax.random.split(aug_key, n_local * n_dev)
+    return lax.dynamic_slice_in_dim(keys, lax.axis_index(axis_name) * n_local, n_local)
+
+
+def _collapse_monitors(z1: jax.Array, z2: jax.Array) -> dict[str, jax.Array]:
+    z1 = lax.stop_gradient(z1).astype(jnp.float32)
+    z2 = lax.stop_gradient(z2).astype(jnp.float32)
+    return {
+        "embedding_std": ssl_metrics.embedding_std(z1),
+        "alignment": ssl_metrics.alignment(z1, z2),
+        "uniformity": ssl_metrics.uniformity(z1),
+    }
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_step_fn(
+    method: Method,
+    tx: optax.GradientTransformation,
+    probe_tx: optax.GradientTransformation,
+    *,
+    lr_schedule: optax.Schedule,
+    axis_name: str | None = None,
+) -> StepFn:
+    """Builds the step. ``axis_name`` is set only for the ``pmap`` path.
+
+    A step whose loss or gradients are not finite leaves every array of the state unchanged
+    except ``step`` and ``nonfinite_step`` (the first such step), so a NaN can never reach a
+    checkpoint; the loop decides whether to stop (default) or go on (skip the update).
+    """
+
+    def step_fn(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array):
+        # The key depends only on (seed, step): a resumed run draws the same numbers.
+        key = jax.random.fold_in(base_key, state.step)
+        aug_key, loss_key = jax.random.split(key)
+        images = batch["image"]
+        views = method.views(_image_keys(aug_key, images.shape[0], axis_name), images)
+
+        def loss_fn(params):
+            return method.loss(
+                params,
+                state.batch_stats,
+                state.aux,
+                views,
+                loss_key,
+                state.step,
+                axis_name=axis_name,
+            )
+
+        (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if axis_name is not None:
+            # Losses return the global value; each device holds the gradient through its
+            # own examples only, so the total is the sum over devices.
+            grads = lax.psum(grads, axis_name)
+        grads = method.grad_mask(grads, state.step)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        params, aux = method.after_update(params, out.aux, state.step + 1)
+
+        # stop_gradient: the probe only measures the representation, it must not shape it.
+        feats = lax.stop_gradient(out.features).astype(jnp.float32)
+        (probe_loss, probe_acc), probe_grads = jax.value_and_grad(online_probe_loss, has_aux=True)(
+            state.probe_params, feats, batch["label"]
+        )
+        if axis_name is not None:
+            probe_grads, probe_loss, probe_acc = lax.pmean(
+                (probe_grads, probe_loss, probe_acc), axis_name
+            )
+        probe_updates, probe_opt_state = probe_tx.update(
+            probe_grads, state.probe_opt_state, state.probe_params
+        )
+        probe_params = optax.apply_updates(state.probe_params, probe_updates)
+
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        new = dict(
+            params=params,
+            batch_stats=out.batch_stats,
+            aux=aux,
+            opt_state=opt_state,
+            probe_params=probe_params,
+            probe_opt_state=probe_opt_state,
+        )
+        old = {k: getattr(state, k) for k in new}
+        kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        first_bad = (~finite) & (state.nonfinite_step < 0)
+        new_state = state.replace(
+            step=state.step + 1,
+            nonfinite_step=jnp.where(first_bad, state.step, state.nonfinite_step),
+            **kept,
+        )
+
+        step_metrics = {
+            "loss": loss,
+            **out.metrics,
+            **_collapse_monitors(*out.embeddings),
+            **method.step_metrics(aux, state.step),
+            "learning_rate": jnp.asarray(lr_schedule(state.step), jnp.float32),
+            "grad_norm": optax.global_norm(grads),
+            "probe_loss": probe_loss,
+            "probe_top1": probe_acc,
+            "finite": finite.astype(jnp.float32),
+        }
+        if axis_name is not None:
+            step_metrics = lax.pmean(step_metrics, axis_name)
+        return new_state, step_metrics
+
+    return step_fn
+
+
+def data_mesh(axis: str = "data") -> Mesh:
+    """A 1-D mesh over every device, with compiler-propagated (``Auto``) sharding."""
+    return jax.make_mesh(
+        (jax.device_count(),), (axis,), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+
+
+def jit_step(step_fn: StepFn, mesh: Mesh, *, data_axis: str = "data") -> StepFn:
+    """``jax.jit`` over ``mesh``: batch sharded on ``data_axis``, state replicated, donated."""
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P(data_axis))
+    return jax.jit(
+        step_fn,
+        in_shardings=(replicated, sharded, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+
+
+def pmap_step(step_fn: StepFn, *, axis_name: str) -> Callable:
+    """``jax.pmap`` path: state replicated along a leading device axis, batch split on it."""
+    return jax.pmap(step_fn, axis_name=axis_name, in_axes=(0, 0, None), donate_argnums=(0,))

@@ -1,0 +1,65 @@
+"""Test-wide setup: 8 fake CPU devices so every sharded/collective path runs here."""
+
+import os
+
+# Must happen before jax is imported anywhere.
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=8".strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(scope="session")
+def n_devices() -> int:
+    n = jax.device_count()
+    assert n == 8, f"tests expect 8 fake CPU devices, got {n}"
+    return n
+
+
+@pytest.fixture(scope="session")
+def cifar_archive():
+    """Path to the shared CIFAR-10 JPEG archive (../shared/data), or skip with the reason."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
+    if not path.exists():
+        pytest.fail(f"CIFAR-10 archive not found at {path}; see ../shared/data/README.md")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_subset_dir(cifar_archive, tmp_path_factory):
+    """A real CIFAR-10 subset (20 JPEGs per class and split) in image-folder layout."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("cifar_subset_top")
+    subprocess.run(
+        ["tar", "-xJf", str(cifar_archive), "-C", str(root), "--wildcards", "*/00[01]?.jpg"],
+        check=True,
+    )
+    assert len(list(root.glob("*/*/*.jpg"))) == 400
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """One TFDS data dir shared by the training tests (the subset is prepared once)."""
+    return tmp_path_factory.mktemp("tfds_train")
+
+
+def load_config(path: str, variant: str = "tiny"):
+    """Loads ``experiments/configs/<path>`` the way ``--config path:variant`` does."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(__file__).resolve().parents[1] / "experiments" / "configs" / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
