@@ -83,7 +83,11 @@ def evaluate_state(
 ) -> dict[str, Any]:
     """Evaluates ``state`` and writes ``eval.json`` (+ history and figures) to ``workdir``."""
     workdir = Path(workdir)
-    source = data.resolve_source(config.data.dataset, data_dir=config.data.data_dir or None)
+    source = data.resolve_source(
+        config.data.dataset,
+        data_dir=config.data.data_dir or None,
+        skip_corrupt=config.data.skip_corrupt,
+    )
     method = build.method(config, source.num_examples(config.data.train_split))
     mesh = data_mesh()
     variables = {"params": state.params, "batch_stats": state.batch_stats}

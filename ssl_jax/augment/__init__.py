@@ -42,6 +42,7 @@ from ssl_jax.augment.recipes import (
     cifar_variant,
     get_recipe,
     make_views,
+    per_image_keys,
     photometric_views,
     view_sizes,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "hsv_to_rgb",
     "make_views",
     "normalize",
+    "per_image_keys",
     "photometric_views",
     "random_color_jitter",
     "random_flip",

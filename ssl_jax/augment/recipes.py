@@ -218,11 +218,19 @@ def _as_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
 
-def _per_image_keys(key: jax.Array, images: jax.Array) -> jax.Array:
-    """One key per image, sharded like the images' batch axis.
+def per_image_keys(key: jax.Array, images: jax.Array) -> jax.Array:
+    """``jax.random.split(key, B)``, sharded like the batch axis of ``images``.
 
     With explicitly sharded meshes (the ``jax.make_mesh`` default) ``vmap`` needs every
-    mapped input split the same way, so the replicated keys are resharded to match.
+    mapped input split the same way, so the replicated keys are resharded to match; on
+    unsharded or auto-sharded inputs this is just the split.
+
+    Args:
+      key: PRNG key.
+      images: ``[B, ...]`` array (possibly sharded on its leading axis).
+
+    Returns:
+      ``[B]`` keys.
     """
     keys = jax.random.split(key, images.shape[0])
     sharding = jax.typeof(images).sharding
@@ -259,8 +267,8 @@ def _views(spec: ViewSpec, size: int, view_keys: list[jax.Array], images: jax.Ar
         return _photometric(spec, k_rest, x)
 
     if len(view_keys) == 1:
-        return [jax.vmap(one)(_per_image_keys(view_keys[0], images), images)]
-    keys = jnp.stack([_per_image_keys(k, images) for k in view_keys])  # [views, B]
+        return [jax.vmap(one)(per_image_keys(view_keys[0], images), images)]
+    keys = jnp.stack([per_image_keys(k, images) for k in view_keys])  # [views, B]
     out = jax.vmap(lambda ks: jax.vmap(one)(ks, images))(keys)
     return [out[i] for i in range(len(view_keys))]
 
@@ -337,7 +345,7 @@ def photometric_views(
         spec = r.global_views[v] if v < n_global else r.local_view
         x = _as_float(jnp.asarray(crop))
         out = jax.vmap(lambda k, img, s=spec: _photometric(s, k, img))(
-            _per_image_keys(jax.random.fold_in(rng, v), x), x
+            per_image_keys(jax.random.fold_in(rng, v), x), x
         )
         views.append(color.normalize(out, r.mean, r.std) if normalize else out)
     return views

@@ -50,6 +50,8 @@ class Method(abc.ABC):
     """
 
     view_fn: ViewFn
+    # A method that trains on labels (the supervised baseline) gets ``labels=`` in ``loss``.
+    needs_labels: bool = False
 
     # -- set-up ---------------------------------------------------------------------------
     @abc.abstractmethod

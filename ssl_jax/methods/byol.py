@@ -63,7 +63,7 @@ class BYOL(Method):
         zt = jax.lax.stop_gradient(zt)
         p1, p2 = p[:n], p[n:]
         t1, t2 = zt[:n], zt[n:]
-        loss = losses.byol_symmetric_loss(p1, p2, t1, t2)
+        loss = losses.byol_symmetric_loss(p1, p2, t1, t2, axis_name=axis_name)
         new_aux = dict(aux, target_batch_stats=t_updates.get("batch_stats", {}))
         out = LossOutput(
             batch_stats=updates.get("batch_stats", {}),

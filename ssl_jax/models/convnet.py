@@ -14,8 +14,9 @@ class ConvNet(nn.Module):
     """``len(widths)`` blocks of 3x3 conv -> BN -> ReLU, a 2x2 max-pool after every block but
     the last, then global average pooling.
 
-    With the default widths (32, 64, 128, 256) the network has about 0.39M parameters and
-    runs a 32x32 CIFAR batch several times faster than a CIFAR-stem ResNet-18.
+    With the default widths (32, 64, 128, 256) the network has 388,896 parameters; a jitted
+    forward+backward pass on a 64 x 32x32 batch took ~0.17 s on 2 CPU cores against ~3.6 s
+    for a CIFAR-stem ResNet-18 (one measurement on a shared machine, order of magnitude only).
 
     Attributes:
       widths: output channels of each block.

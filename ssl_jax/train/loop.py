@@ -60,7 +60,9 @@ class Trainer:
         self.workdir = Path(workdir)
         cfg.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
         self.source = data.resolve_source(
-            config.data.dataset, data_dir=config.data.data_dir or None
+            config.data.dataset,
+            data_dir=config.data.data_dir or None,
+            skip_corrupt=config.data.skip_corrupt,
         )
         self.ckpt = checkpoint.Checkpointer(
             self.workdir / "checkpoints",

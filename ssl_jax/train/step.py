@@ -69,6 +69,8 @@ def make_step_fn(
         images = batch["image"]
         views = method.views(_image_keys(aug_key, images.shape[0], axis_name), images)
 
+        extra = {"labels": batch["label"]} if method.needs_labels else {}
+
         def loss_fn(params):
             return method.loss(
                 params,
@@ -78,6 +80,7 @@ def make_step_fn(
                 loss_key,
                 state.step,
                 axis_name=axis_name,
+                **extra,
             )
 
         (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

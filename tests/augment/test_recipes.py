@@ -171,6 +171,21 @@ def test_sharded_batch_keeps_sharding_and_values(batch, n_devices):
     np.testing.assert_allclose(np.asarray(out_auto[0]), np.asarray(ref[0]), atol=1e-5)
 
 
+def test_per_image_keys_follow_the_batch_sharding(batch, n_devices):
+    mesh = jax.make_mesh((n_devices,), ("data",))  # explicit axes (the jax 0.10 default)
+    sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
+    # Inside a jitted step that also uses the images (jit takes its devices from them).
+    keys, _ = jax.jit(lambda k, x: (A.per_image_keys(k, x), x + 1))(jax.random.key(4), sharded)
+    assert keys.sharding.is_equivalent_to(NamedSharding(mesh, P("data")), 1)
+    np.testing.assert_array_equal(
+        jax.random.key_data(keys), jax.random.key_data(jax.random.split(jax.random.key(4), 8))
+    )
+    # What it is for: vmapping a per-image function over keys and a sharded batch.
+    out = jax.jit(lambda k, x: jax.vmap(lambda kk, xx: xx + jax.random.uniform(kk))(
+        A.per_image_keys(k, x), x))(jax.random.key(4), sharded.astype(np.float32))  # fmt: skip
+    assert out.sharding.is_equivalent_to(sharded.sharding, 4)
+
+
 def test_host_cropped_views(batch):
     crops = [batch, batch[:, :16, :16], batch[:, 16:, 16:]]
     views = jax.jit(lambda k, c: A.make_views("dino_cifar", k, c))(jax.random.key(0), crops)

@@ -58,7 +58,7 @@ def test_pmap_path_gives_same_losses_as_jit(cifar_subset_dir, tiny_data_dir, tmp
     c.train.use_pmap = True
     loop.train(c, tmp_path / "pmap")
     rows = {
-        name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().split()]
+        name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         for name in ("jit", "pmap")
     }
     for a, b in zip(rows["jit"], rows["pmap"], strict=True):

@@ -1,0 +1,59 @@
+"""VICReg (Bardes et al. 2022): invariance, variance and covariance terms on two views."""
+
+import dataclasses
+
+import jax
+
+from ssl_jax import losses
+from ssl_jax.methods.base import LossOutput, Method, bn_vars, concat_views
+from ssl_jax.methods.common import apply_train, init_net
+from ssl_jax.methods.networks import SiameseNet
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VICReg(Method):
+    """VICReg: ``sim_coeff * inv + std_coeff * var + cov_coeff * cov`` (25 / 25 / 1).
+
+    ``net`` is backbone + 3-layer expander (8192 wide on ImageNet, 2048 on CIFAR; BN + ReLU
+    on the hidden layers, linear output); the variance and covariance terms use statistics
+    of the global batch (:func:`ssl_jax.losses.vicreg_loss`). ``aux`` is empty. Logged: the
+    loss and its unweighted ``invariance`` / ``variance`` / ``covariance`` terms.
+
+    References:
+      Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+      Self-Supervised Learning", ICLR 2022 (Alg. 1; official ``main_vicreg.py``).
+    """
+
+    net: SiameseNet
+    sim_coeff: float = 25.0
+    std_coeff: float = 25.0
+    cov_coeff: float = 1.0
+
+    def init(self, rng, images):
+        views = self.views(jax.random.split(rng, images.shape[0]), images)
+        params, stats = init_net(self.net, rng, views[0])
+        return {"params": params, "batch_stats": stats, "aux": {}}
+
+    def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
+        n = views[0].shape[0]
+        (h, z, _), stats = apply_train(self.net, params, batch_stats, concat_views(views[:2]))
+        z1, z2 = z[:n], z[n:]
+        loss, terms = losses.vicreg_loss(
+            z1,
+            z2,
+            sim_coeff=self.sim_coeff,
+            std_coeff=self.std_coeff,
+            cov_coeff=self.cov_coeff,
+            axis_name=axis_name,
+        )
+        out = LossOutput(
+            batch_stats=stats,
+            aux=aux,
+            metrics={"vicreg": loss, **terms},
+            embeddings=(z1, z2),
+            features=h[:n],
+        )
+        return loss, out
+
+    def encode(self, params, batch_stats, images):
+        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

@@ -1,0 +1,50 @@
+"""Shared helpers for the model tests: parameter counting and random (non-init) weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def count_params(module, input_shape, **call_kw) -> int:
+    """Parameter count from ``jax.eval_shape`` of init: no real compute, any model size."""
+    variables = jax.eval_shape(
+        lambda: module.init(jax.random.key(0), jnp.zeros(input_shape), train=False, **call_kw)
+    )
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
+
+
+def randomize(variables, seed: int):
+    """Replaces every parameter and BN statistic by random values of a sensible scale.
+
+    Init values hide bugs (zero biases, gamma = 0 or 1, mean 0, var 1), so numerical checks
+    run on weights where every term of the forward pass matters.
+    """
+    rng = np.random.default_rng(seed)
+
+    def leaf(path, x):
+        name = jax.tree_util.keystr(path[-1:])
+        shape = x.shape
+        if "var" in name:
+            v = rng.uniform(0.5, 1.5, shape)
+        elif "scale" in name:
+            v = rng.uniform(0.5, 1.5, shape)
+        elif "mean" in name or "bias" in name:
+            v = rng.normal(0.0, 0.2, shape)
+        elif "kernel" in name and len(shape) >= 2:
+            fan_in = int(np.prod(shape[:-1]))
+            v = rng.normal(0.0, np.sqrt(1.5 / fan_in), shape)
+        else:
+            v = rng.normal(0.0, 0.5, shape)
+        return jnp.asarray(v, x.dtype)
+
+    return jax.tree_util.tree_map_with_path(leaf, variables)
+
+
+def jit_init(module, *args, seed: int = 0, **kw):
+    """``module.init`` under ``jit``: one compile instead of one per eager op (much faster)."""
+    return jax.jit(lambda *a: module.init(jax.random.key(seed), *a, **kw))(*args)
+
+
+def jit_apply(module, variables, *args, **kw):
+    """``module.apply(variables, *args, **kw)`` under ``jit`` (keyword arguments static)."""
+    return jax.jit(lambda v, *a: module.apply(v, *a, **kw))(variables, *args)
