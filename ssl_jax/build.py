@@ -52,7 +52,9 @@ def encoder(c: ml_collections.ConfigDict) -> nn.Module:
         )
     if name == "convnet":
         return ConvNet(dtype=dtype(c), bn_axis_name=bn_axis(c))
-    return ENCODERS[name](patch_size=c.model.patch_size, dtype=dtype(c))
+    model = ENCODERS[name](patch_size=c.model.patch_size, dtype=dtype(c))
+    depth = c.model.get("depth", 0)
+    return model.clone(depth=depth) if depth > 0 else model
 
 
 def projector(c: ml_collections.ConfigDict, *, out_dim: int | None = None, **kw) -> nn.Module:
@@ -102,6 +104,9 @@ def optimizer(
         weight_decay=c.optim.weight_decay,
         momentum=c.optim.momentum,
         clip_grad_norm=c.optim.clip_grad_norm or None,
+        b1=c.optim.get("b1", 0.9),
+        b2=c.optim.get("b2", 0.999),
+        trust_coefficient=c.optim.get("trust_coefficient", 1e-3),
     )
 
 

@@ -21,6 +21,7 @@ from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.methods.rotation import RotationPrediction
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
+from ssl_jax.methods.supervised import supervised
 from ssl_jax.methods.swav import PrototypeHead, SwAV
 from ssl_jax.methods.vicreg import VICReg
 from ssl_jax.models import heads
@@ -31,7 +32,7 @@ def epochs_to_steps(c: ml_collections.ConfigDict, num_train_examples: int, epoch
     """``round(epochs * steps_per_epoch)``; a length given in epochs, as optimiser steps."""
     if epochs < 0:
         raise ValueError(f"a schedule length in epochs must be >= 0, got {epochs}")
-    return int(round(epochs * cfg.steps_per_epoch(c, num_train_examples)))
+    return round(epochs * cfg.steps_per_epoch(c, num_train_examples))
 
 
 def _ema(c: ml_collections.ConfigDict, num_train_examples: int) -> dict:
@@ -195,4 +196,5 @@ BUILDERS = {
     "vicreg": vicreg,
     "rotation": rotation,
     "mae": mae,
+    "supervised": supervised,  # the labelled baseline; its builder lives with the method
 }

@@ -21,12 +21,7 @@ METHODS = (
     "vicreg",
     "rotation",
     "mae",
-    "patch_position",
-    "jigsaw",
-    "colorization",
-    "maskfeat",
-    "ibot",
-    "nnclr",
+    "supervised",
 )
 ENCODERS = ("resnet18", "resnet34", "resnet50", "convnet", "vit_tiny", "vit_small", "vit_base")
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -62,6 +57,7 @@ def base_config(dataset: str = "cifar10") -> ml_collections.ConfigDict:
     c.model.stem = "cifar" if dataset.startswith("cifar") else "imagenet"
     c.model.width = 1
     c.model.patch_size = 16
+    c.model.depth = 0  # ViT blocks; 0 = the architecture's own (12)
     c.model.dtype = "float32"  # or "bfloat16" (compute dtype; params stay float32)
 
     c.head = ml_collections.ConfigDict()
@@ -120,6 +116,7 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.augment.local_size = 16
     c.model.encoder = "convnet" if c.model.encoder.startswith("resnet") else "vit_tiny"
     c.model.patch_size = 8
+    c.model.depth = 2
     c.head.proj_hidden = 64
     c.head.proj_dim = 32
     c.head.pred_hidden = 32

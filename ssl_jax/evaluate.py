@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags
+from absl import logging as absl_logging
 
 from ssl_jax import augment, build, data, metrics
 from ssl_jax.eval import extract_features, knn_accuracy, knn_neighbours, linear_probe
@@ -220,7 +221,7 @@ def _cli() -> None:
 
     def main(argv: list[str]) -> None:
         del argv
-        logging.getLogger().setLevel(logging.INFO)
+        absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/tfds chatter
         workdir = flags.FLAGS.workdir
         result = evaluate_workdir(workdir)
         if jax.process_index() == 0:

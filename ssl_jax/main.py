@@ -8,12 +8,12 @@ Checkpoints go to ``DIR/checkpoints``, metrics to ``DIR/metrics.jsonl`` and
 ``DIR/tensorboard``; with ``--evaluate`` the kNN / linear-probe result to ``DIR/eval.json``.
 """
 
-import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> None:
             num_processes=config.distributed.num_processes or None,
             process_id=config.distributed.process_id,
         )
-    logging.getLogger().setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/tfds chatter
     state = loop.train(config, FLAGS.workdir)
     if jax.process_index() == 0:
         print(f"checkpoints: {os.path.join(FLAGS.workdir, 'checkpoints')}")

@@ -15,6 +15,7 @@ from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.methods.rotation import RotationPrediction
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
+from ssl_jax.methods.supervised import Supervised
 from ssl_jax.methods.swav import PrototypeHead, SwAV
 from ssl_jax.methods.vicreg import VICReg
 
@@ -34,6 +35,7 @@ __all__ = [
     "SiameseNet",
     "SimCLR",
     "SimSiam",
+    "Supervised",
     "SwAV",
     "VICReg",
     "teacher_temperature",

@@ -41,9 +41,10 @@ class BYOL(Method):
         variables = self.net.init(rng, views[0], train=True)
         params = variables["params"]
         stats = variables.get("batch_stats", {})
+        # Copies: the target must not share buffers with the online network (donation).
         aux = {
-            "target_params": target_subset(params),
-            "target_batch_stats": target_subset(stats),
+            "target_params": jax.tree.map(jnp.copy, target_subset(params)),
+            "target_batch_stats": jax.tree.map(jnp.copy, target_subset(stats)),
         }
         return {"params": params, "batch_stats": stats, "aux": aux}
 

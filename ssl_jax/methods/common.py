@@ -118,7 +118,15 @@ def multi_crop_forward(module: nn.Module, views: Sequence[jax.Array], *, train: 
 
 
 def split_views(x: jax.Array, num_views: int) -> list[jax.Array]:
-    """``[V*B, ...] -> V`` arrays ``[B, ...]`` (inverse of ``concat_views``)."""
+    """Inverse of ``concat_views``.
+
+    Args:
+      x: ``[V * B, ...]``, the views stacked on the batch axis.
+      num_views: ``V``.
+
+    Returns:
+      ``V`` arrays ``[B, ...]``.
+    """
     if x.shape[0] % num_views:
         raise ValueError(f"cannot split {x.shape[0]} rows into {num_views} equal views")
     n = x.shape[0] // num_views
@@ -147,13 +155,28 @@ def per_example_keys(rng: jax.Array, n_local: int, axis_name: str | None) -> jax
 
 
 def l2_normalize(x: jax.Array, *, eps: float = 1e-12) -> jax.Array:
-    """Rows scaled to unit L2 norm, ``x / max(||x||, eps)`` (torch's ``F.normalize``)."""
+    """Rows scaled to unit L2 norm, ``x / max(||x||, eps)`` (torch's ``F.normalize``).
+
+    Args:
+      x: ``[..., D]``; the norm is taken in float32 at least.
+      eps: lower bound on the norm (an all-zero row stays zero).
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
     sq = jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
     return (x * lax.rsqrt(jnp.maximum(sq, eps * eps))).astype(x.dtype)
 
 
 def copy_tree(tree: PyTree) -> PyTree:
-    """A copy with fresh buffers, so a target never aliases the (donated) online arrays."""
+    """A copy with fresh buffers, so a target never aliases the (donated) online arrays.
+
+    Args:
+      tree: a pytree of arrays.
+
+    Returns:
+      The same values in new buffers (donating both trees in one call is then legal).
+    """
     return jax.tree.map(jnp.copy, tree)
 
 

@@ -28,8 +28,8 @@ class MAENet(nn.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Returns ``(cls [B, D], per-patch predictions [B, N, p*p*C])``."""
         cls, tokens = self.encoder(x, train=train, keep_idx=keep_idx, return_tokens=True)
-        pred = self.decoder(jnp.concatenate([cls[:, None], tokens], axis=1), restore_idx, train=train)
-        return cls, pred
+        tokens = jnp.concatenate([cls[:, None], tokens], axis=1)
+        return cls, self.decoder(tokens, restore_idx, train=train)
 
     def visible_features(self, x: jax.Array, keep_idx: jax.Array) -> jax.Array:
         """cls feature of the encoder on the patches in ``keep_idx`` only."""
@@ -114,9 +114,7 @@ class MAE(Method):
         keep2, _, _ = self.masks(monitor_key, x, axis_name)
         # stop_gradient: the second pass only feeds the monitors, never the objective.
         cls2 = jax.lax.stop_gradient(
-            self.net.apply(
-                bn_vars(params, batch_stats), x, keep2, method=MAENet.visible_features
-            )
+            self.net.apply(bn_vars(params, batch_stats), x, keep2, method=MAENet.visible_features)
         )
         out = LossOutput(
             batch_stats=stats,

@@ -94,11 +94,14 @@ class MoCoV2(MomentumTargetMethod):
             loss = losses.info_nce_loss(q1, k2, queue, **kw) + losses.info_nce_loss(
                 q2, k1, queue, **kw
             )
-            enqueue, embeddings = k, (q1, q2)
+            # One view at a time, so that under pmap the rows land in global-batch order.
+            enqueue, embeddings = (k1, k2), (q1, q2)
         else:
             loss = losses.info_nce_loss(q1, k, queue, **kw)
-            enqueue, embeddings = k, (q1, k)
-        new_queue, new_ptr = losses.queue_update(queue, aux["ptr"], enqueue, axis_name=axis_name)
+            enqueue, embeddings = (k,), (q1, k)
+        new_queue, new_ptr = queue, aux["ptr"]
+        for keys in enqueue:
+            new_queue, new_ptr = losses.queue_update(new_queue, new_ptr, keys, axis_name=axis_name)
         new_aux = dict(aux, target_batch_stats=t_stats, queue=new_queue, ptr=new_ptr)
         out = LossOutput(
             batch_stats=stats,

@@ -43,9 +43,7 @@ class PrototypeHead(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
         del train
-        return Prototypes(self.num_prototypes, dtype=self.dtype, name="prototypes")(
-            l2_normalize(z)
-        )
+        return Prototypes(self.num_prototypes, dtype=self.dtype, name="prototypes")(l2_normalize(z))
 
 
 def _is_prototype(path: tuple[str, ...], _) -> bool:
@@ -183,8 +181,9 @@ class SwAV(Method):
         )
 
     def _normalize(self, params):
-        head = params["predictor"]
-        return {**params, "predictor": {**head, "prototypes": normalize_prototypes(head["prototypes"])}}
+        head = dict(params["predictor"])
+        head["prototypes"] = normalize_prototypes(head["prototypes"])
+        return {**params, "predictor": head}
 
     def after_update(self, params, aux, step):
         return self._normalize(params), aux

@@ -158,7 +158,8 @@ class Trainer:
         c = self.config
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "config.json").write_text(c.to_json_best_effort(indent=1))
-        log.info("data: %s", self.source.description)
+        if jax.process_index() == 0:
+            print(f"data: {self.source.description}", flush=True)
         batches = self.batches(0)
         first = next(batches)
         state = self.restore_or_init(first["image"])

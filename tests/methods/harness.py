@@ -88,12 +88,30 @@ def run(config, num_steps: int = 3) -> Run:
     return out
 
 
+def fast_jit(fn):
+    """``jax.jit`` compiled with ``FAST_COMPILE``, one executable per input signature.
+
+    Eager op-by-op execution of the augmentations costs more here than compiling them."""
+    jitted, cache = jax.jit(fn), {}
+
+    def call(*args):
+        sig = tuple((np.shape(x), str(x.dtype)) for x in jax.tree.leaves(args))
+        sig = (jax.tree.structure(args), sig)
+        if sig not in cache:
+            cache[sig] = jitted.lower(*args).compile(compiler_options=FAST_COMPILE)
+        return cache[sig](*args)
+
+    return call
+
+
 def step_views(r: Run, i: int) -> list[jax.Array]:
     """The views step ``i`` trained on, drawn the way ``ssl_jax.train.step`` draws them."""
+    if not hasattr(r, "_views"):
+        r._views = fast_jit(lambda keys, x: r.method.views(keys, x))
     key = jax.random.fold_in(r.base_key, r.states[i].step)
     aug_key, _ = jax.random.split(key)
     x = jnp.asarray(r.batches[i])
-    return r.method.views(jax.random.split(aug_key, x.shape[0]), x)
+    return r._views(jax.random.split(aug_key, x.shape[0]), x)
 
 
 def loss_key(r: Run, i: int) -> jax.Array:
@@ -125,11 +143,65 @@ def assert_ema(r: Run, subset) -> None:
         new = r.states[i + 1].aux["target_params"]
         online = subset(r.states[i + 1].params)
         m = np.float32(m)
-        jax.tree.map(
-            lambda t0, t1, o: np.testing.assert_allclose(
-                t1, m * t0 + (1 - m) * o, rtol=1e-6, atol=1e-7
-            ),
-            old,
-            new,
-            online,
-        )
+        for t0, t1, o in zip(
+            jax.tree.leaves(old), jax.tree.leaves(new), jax.tree.leaves(online), strict=True
+        ):
+            np.testing.assert_allclose(t1, m * t0 + (1 - m) * o, rtol=1e-6, atol=1e-7)
+
+
+def run_pmap(config, num_steps: int = 2) -> list[dict]:
+    """The same steps through the ``pmap`` path (``config.train.use_pmap`` must be True, so
+    BatchNorm averages over the mapped axis); returns each step's metrics."""
+    import flax.jax_utils
+
+    from ssl_jax.train.step import pmap_step
+
+    n = NUM_TRAIN_EXAMPLES
+    method = build.method(config, n)
+    tx = build.optimizer(config, n)
+    probe_tx = optax.adam(1e-3)
+    x0, _ = images(0)
+    init = jax.jit(lambda key, x: create_train_state(method, tx, probe_tx, key, x, num_classes=10))
+    x0, key = jnp.asarray(x0), jax.random.key(1)
+    state = init.lower(key, x0).compile(compiler_options=FAST_COMPILE)(key, x0)
+    state = flax.jax_utils.replicate(state)
+    step_fn = pmap_step(
+        make_step_fn(
+            method,
+            tx,
+            probe_tx,
+            lr_schedule=build.lr_schedule(config, n),
+            axis_name=build.PMAP_AXIS,
+        ),
+        axis_name=build.PMAP_AXIS,
+    )
+    out, compiled = [], None
+    for i in range(num_steps):
+        x, y = images(10 + i)
+        batch = {"image": x.reshape(8, -1, *x.shape[1:]), "label": y.reshape(8, -1)}
+        if compiled is None:
+            lowered = step_fn.lower(state, batch, jax.random.key(2))
+            compiled = lowered.compile(compiler_options=FAST_COMPILE)
+        state, metrics = compiled(state, batch, jax.random.key(2))
+        out.append({k: float(v[0]) for k, v in jax.device_get(metrics).items()})
+    return out, jax.device_get(flax.jax_utils.unreplicate(state))
+
+
+_FORWARDS: dict = {}
+
+
+def forward_train(net, params, batch_stats, *args, method=None, **kwargs):
+    """``apply_train(net, ...)[0]``, jitted with ``FAST_COMPILE`` once per (net, method,
+    Python-valued keyword arguments); array arguments are traced."""
+    from ssl_jax.methods.common import apply_train
+
+    static = {k: v for k, v in kwargs.items() if isinstance(v, bool | int | float | str)}
+    dynamic = {k: v for k, v in kwargs.items() if k not in static}
+    key = (id(net), method, tuple(sorted(static.items())))
+    if key not in _FORWARDS:
+
+        def fn(p, s, a, kw):
+            return apply_train(net, p, s, *a, method=method, **kw, **static)[0]
+
+        _FORWARDS[key] = (net, fast_jit(fn))  # keep net alive so its id is not reused
+    return _FORWARDS[key][1](params, batch_stats, args, dynamic)
