@@ -160,12 +160,10 @@ class Trainer:
         (self.workdir / "config.json").write_text(c.to_json_best_effort(indent=1))
         if jax.process_index() == 0:
             print(f"data: {self.source.description}", flush=True)
-        batches = self.batches(0)
-        first = next(batches)
-        state = self.restore_or_init(first["image"])
+        state = self.restore_or_init(next(self.batches(0))["image"])
         start = int(jax.device_get(state.step))
-        if start:
-            batches = self.batches(start)
+        # Step s always trains on batch s of the stream: resumed == uninterrupted.
+        batches = self.batches(start)
         step_fn = self._compile()
         if self.use_pmap:
             state = flax.jax_utils.replicate(state)
