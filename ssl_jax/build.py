@@ -90,7 +90,8 @@ def view_fn(c: ml_collections.ConfigDict):
 
 def lr_schedule(c: ml_collections.ConfigDict, num_train_examples: int) -> optax.Schedule:
     steps = cfg.total_steps(c, num_train_examples)
-    warmup = min(steps // 2, c.optim.warmup_epochs * cfg.steps_per_epoch(c, num_train_examples))
+    per_epoch = cfg.steps_per_epoch(c, num_train_examples)
+    warmup = min(steps // 2, round(c.optim.warmup_epochs * per_epoch))
     peak = cfg.peak_learning_rate(c)
     return optim.warmup_cosine_schedule(peak, steps, warmup)
 

@@ -64,7 +64,7 @@ def _monitors(config, method, variables, images: np.ndarray, seed: int) -> dict[
     """Collapse monitors on test images: std, eff. rank, uniformity; alignment of 2 views."""
     images = jnp.asarray(images[:_MONITOR_EXAMPLES])
     keys = jax.random.split(jax.random.key(seed), images.shape[0])
-    v1, v2 = method.views(keys, images)[:2]
+    v1, v2 = jax.jit(method.views)(keys, images)[:2]
     enc = lambda x: method.encode(variables["params"], variables["batch_stats"], x)
     z1, z2 = enc(v1), enc(v2)
     return {

@@ -17,14 +17,6 @@ from ssl_jax.models.heads import MLP, LinearClassifier
 from tests.methods import harness
 
 
-@pytest.fixture(autouse=True)
-def registered(monkeypatch):
-    """Registers the method the way ``build_methods``/``config`` do (no-op once they do)."""
-    monkeypatch.setitem(build_methods.BUILDERS, "supervised", supervised)
-    if "supervised" not in cfg.METHODS:
-        monkeypatch.setattr(cfg, "METHODS", (*cfg.METHODS, "supervised"))
-
-
 def _config(**overrides):
     return harness.tiny_config("supervised", **overrides)
 
@@ -51,7 +43,7 @@ def _setup(config, seed=0, local_views=0):
     shapes = [(b, 32, 32, 3)] * 2 + [(b, 16, 16, 3)] * local_views
     views = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
     labels = jnp.asarray(rng.integers(0, 10, size=(b,)), jnp.int32)
-    variables = jax.jit(functools.partial(method.net.init, train=True))(
+    variables = harness.fast_jit(functools.partial(method.net.init, train=True))(
         jax.random.key(seed), views[0]
     )
     return method, variables, views, labels
@@ -93,13 +85,13 @@ def test_loss_and_gradients_match_numpy(overrides):
     def loss_fn(p, v, y):
         return method.loss(p, stats, {}, v, jax.random.key(9), jnp.int32(0), labels=y)
 
-    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    grad_fn = harness.fast_jit(jax.value_and_grad(loss_fn, has_aux=True))
     (loss, out), grads = grad_fn(params, views, labels)
 
     # Independent forward: backbone features, then a numpy linear head and cross entropy.
     enc_fwd = lambda p: _encoder_forward(config, p, stats["encoder"], views)
-    h = jax.jit(enc_fwd)(params["encoder"])
-    enc_vjp = jax.jit(lambda p, dh: jax.vjp(enc_fwd, p)[1](dh)[0])
+    h = harness.fast_jit(enc_fwd)(params["encoder"])
+    enc_vjp = harness.fast_jit(lambda p, dh: jax.vjp(enc_fwd, p)[1](dh)[0])
     head = params["projector"]["linear"]
     h_np = np.asarray(h, np.float64)
     logits = h_np @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"], np.float64)
@@ -153,12 +145,7 @@ def test_encode_is_eval_mode_backbone():
 @pytest.fixture(scope="module")
 def jit_run():
     """Three steps of the shared jitted train step on the 8-device mesh (batch 16)."""
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setitem(build_methods.BUILDERS, "supervised", supervised)
-    try:
-        return harness.run(_config(), num_steps=3)
-    finally:
-        monkeypatch.undo()
+    return harness.run(_config(), num_steps=3)
 
 
 def test_train_step_on_8_devices_uses_labels(jit_run):
@@ -188,7 +175,7 @@ def test_pmap_loss_matches_global_loss(n_devices):
     def loss_fn(m, p, v, y, axis_name=None):
         return m.loss(p, stats, {}, v, None, 0, axis_name=axis_name, labels=y)
 
-    (loss, out), grads = jax.jit(
+    (loss, out), grads = harness.fast_jit(
         jax.value_and_grad(functools.partial(loss_fn, method), has_aux=True)
     )(params, views, labels)
 
@@ -199,9 +186,10 @@ def test_pmap_loss_matches_global_loss(n_devices):
         return loss, out.metrics["train_top1"], jax.lax.psum(g, build.PMAP_AXIS)
 
     shard = lambda x: x.reshape(n_devices, -1, *x.shape[1:])
-    loss_p, acc_p, grads_p = jax.pmap(per_device, axis_name=build.PMAP_AXIS, in_axes=(None, 0, 0))(
-        params, [shard(v) for v in views], shard(labels)
-    )
+    args = (params, [shard(v) for v in views], shard(labels))
+    mapped = jax.pmap(per_device, axis_name=build.PMAP_AXIS, in_axes=(None, 0, 0))
+    compiled = mapped.lower(*args).compile(compiler_options=harness.FAST_COMPILE)
+    loss_p, acc_p, grads_p = compiled(*args)
     np.testing.assert_allclose(loss_p, np.full(n_devices, float(loss)), rtol=1e-5)
     np.testing.assert_allclose(acc_p, np.full(n_devices, float(out.metrics["train_top1"])))
     jax.tree.map(
@@ -209,7 +197,8 @@ def test_pmap_loss_matches_global_loss(n_devices):
     )
 
 
-def test_builder_reads_the_config():
+def test_builder_is_registered_and_reads_the_config():
+    assert build_methods.BUILDERS["supervised"] is supervised and "supervised" in cfg.METHODS
     config = _config(**{"loss.label_smoothing": 0.2})
     method = build.method(config, 100)
     assert isinstance(method, Supervised)

@@ -1,0 +1,60 @@
+"""Fixed text of the benchmark report: the summary line and the sections on how the CPU
+budget is spent and on the GPU recipe."""
+
+
+def summary(gpu: bool, length: str, data_desc: str) -> str:
+    if gpu:
+        return (
+            f"Each method's published CIFAR-10 recipe (CIFAR-stem ResNet-18, the paper's batch, "
+            f"full augmentation) trained for {length}, then evaluated. Data: {data_desc}."
+        )
+    return (
+        f"Each method pretrained on CPU for {length} per run (training only: the step-time "
+        "calibration before it and the evaluation after it are not counted), with the demo "
+        "ConvNet encoder (388,896 parameters, 256-d features) at batch "
+        f"256, then evaluated. Data: {data_desc}. These are short-budget numbers (a few "
+        "epochs): they rank how fast each method learns on a small CPU budget, not the "
+        "methods' converged accuracy."
+    )
+
+
+def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
+    cap = (
+        f"Should the machine slow down (other jobs on it), a hard cap ({hard_cap:g} x budget) "
+        "stops the run at a checkpoint through the trainer's preemption path, and the table "
+        "marks it `(capped)`."
+        if hard_cap
+        else "No hard cap was set (--hard-cap 0)."
+    )
+    cpu = [
+        "## How the CPU budget is spent",
+        "",
+        "- Before each run, its train step is compiled and up to 20 steps (20 s) are timed on "
+        "real batches; the run is then given the number of steps that fit in "
+        f"{margin:g} x the budget (its own set-up and compilation included; the margin is for "
+        "checkpoints, logging and load changes), so the learning-rate, EMA and temperature "
+        f"schedules complete. {cap}",
+        "- Starting point: each method's `:demo` config (ConvNet, batch 256, 512-wide "
+        "projector hidden layer) with the changes listed per run above: BYOL's and MoCo v3's "
+        "predictors as wide as that projector, DINO's head narrowed (at full width it costs "
+        "as much as the ConvNet) and its teacher momentum lowered to 0.99 so the teacher moves "
+        "in a short run; schedules written for hundreds of epochs (warm-up, DINO's teacher "
+        "temperature and last-layer freeze, SwAV's prototype freeze) set as fractions of the "
+        "run; SwAV's queue (starts at epoch 50) off; MAE on ViT-Ti/4 with a 2-block decoder. "
+        "Learning rates are the papers' recipes scaled for batch 256, not tuned for the budget.",
+        "- The supervised baseline: the same encoder, views (SimCLR's CIFAR recipe) and budget, "
+        "trained with cross entropy on the labels (SGD 0.2, momentum 0.9, wd 5e-4, cosine).",
+        "- The random-init baseline is the supervised run's initial state (step 0).",
+        "",
+    ]
+    gpu_notes = [
+        "## The GPU recipe (`--gpu`)",
+        "",
+        "`PYTHONPATH=. python experiments/cifar10_benchmark.py --gpu [--epochs 200]` trains "
+        "each method's full config (`experiments/configs/<method>_cifar10.py`: CIFAR-stem "
+        "ResNet-18, batch 256 or 512 as in the paper, the full view recipe and heads, LARS/SGD/"
+        "AdamW as published, schedules in epochs) for 200 epochs, the usual CIFAR-10 "
+        "comparison length, with the same evaluation, and writes `cifar10_gpu.{json,md}`.",
+        "",
+    ]
+    return gpu_notes if gpu else cpu + gpu_notes
