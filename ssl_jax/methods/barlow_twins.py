@@ -2,16 +2,13 @@
 
 import dataclasses
 
-import jax
-
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars, concat_views
-from ssl_jax.methods.common import apply_train, init_net
-from ssl_jax.methods.networks import SiameseNet
+from ssl_jax.methods.base import LossOutput, concat_views
+from ssl_jax.methods.common import SiameseMethod, apply_train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BarlowTwins(Method):
+class BarlowTwins(SiameseMethod):
     """Barlow Twins: ``scale * (sum_i (1 - C_ii)^2 + lambda_ sum_{i!=j} C_ij^2)``.
 
     ``net`` is backbone + 3-layer projector (8192 wide on ImageNet, 2048 on CIFAR; BN + ReLU
@@ -27,18 +24,12 @@ class BarlowTwins(Method):
       (CIFAR recipe).
     """
 
-    net: SiameseNet
     lambda_: float = 5e-3
     scale: float = 1.0
 
     def __post_init__(self):
         if self.scale <= 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": {}}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
         n = views[0].shape[0]
@@ -54,6 +45,3 @@ class BarlowTwins(Method):
             features=h[:n],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

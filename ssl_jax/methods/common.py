@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ssl_jax.methods.base import Method, PyTree, bn_vars, concat_views
+from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.train.ema import cosine_ema_momentum, ema_update
 
 
@@ -181,7 +182,33 @@ def copy_tree(tree: PyTree) -> PyTree:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MomentumTargetMethod(Method):
+class SiameseMethod(Method):
+    """A method whose trained network is one ``SiameseNet``: the shared set-up and encoder.
+
+    Subclasses add their auxiliary state through :meth:`init_aux` and write ``loss``.
+    """
+
+    net: SiameseNet
+
+    def init_online(self, rng: jax.Array, images: jax.Array) -> tuple[PyTree, PyTree]:
+        """``(params, batch_stats)`` of ``net``, initialised on the first view of ``images``."""
+        views = self.views(jax.random.split(rng, images.shape[0]), images)
+        return init_net(self.net, rng, views[0])
+
+    def init_aux(self, params: PyTree, batch_stats: PyTree) -> PyTree:
+        """The method's non-gradient state for freshly initialised networks."""
+        return {}
+
+    def init(self, rng, images):
+        params, stats = self.init_online(rng, images)
+        return {"params": params, "batch_stats": stats, "aux": self.init_aux(params, stats)}
+
+    def encode(self, params, batch_stats, images):
+        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MomentumTargetMethod(SiameseMethod):
     """A method with a target network that is an EMA of (part of) the online network.
 
     ``aux`` holds ``{'target_params', 'target_batch_stats', ...}``. The target's BatchNorm
@@ -222,6 +249,9 @@ class MomentumTargetMethod(Method):
             "target_params": copy_tree(self.target_subset(params)),
             "target_batch_stats": copy_tree(self.target_subset(batch_stats)),
         }
+
+    def init_aux(self, params, batch_stats):
+        return self.init_target(params, batch_stats)
 
     def momentum(self, step: jax.Array) -> jax.Array:
         return cosine_ema_momentum(step, self.total_steps, base=self.ema_base, final=self.ema_final)

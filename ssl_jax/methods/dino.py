@@ -15,7 +15,6 @@ from ssl_jax.methods.common import (
     multi_crop_forward,
     split_views,
 )
-from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.train.optim import zero_grads_for
 
 
@@ -78,7 +77,6 @@ class DINO(MomentumTargetMethod):
       (Alg. 1; facebookresearch/dino ``main_dino.py``).
     """
 
-    net: SiameseNet
     num_global_crops: int = 2
     student_temp: float = 0.1
     teacher_temp: float = 0.07
@@ -169,6 +167,3 @@ class DINO(MomentumTargetMethod):
 
     def step_metrics(self, aux, step):
         return {**super().step_metrics(aux, step), "teacher_temp": self.temperature(step)}
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

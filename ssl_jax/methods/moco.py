@@ -43,7 +43,6 @@ class MoCoV2(MomentumTargetMethod):
       Learning", arXiv:2003.04297, 2020; facebookresearch/moco ``colab/moco_cifar10_demo``.
     """
 
-    net: SiameseNet
     queue_size: int = 65536
     temperature: float = 0.2
     symmetric: bool = False
@@ -112,9 +111,6 @@ class MoCoV2(MomentumTargetMethod):
         )
         return loss, out
 
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MoCoV3(MomentumTargetMethod):
@@ -133,7 +129,6 @@ class MoCoV3(MomentumTargetMethod):
       ICCV 2021 (Alg. 1; facebookresearch/moco-v3 ``moco/builder.py``).
     """
 
-    net: SiameseNet
     temperature: float = 1.0
 
     def __post_init__(self):
@@ -144,11 +139,6 @@ class MoCoV3(MomentumTargetMethod):
     @property
     def target_net(self) -> SiameseNet:
         return self.net.clone(predictor=None)
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": self.init_target(params, stats)}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
         n = views[0].shape[0]
@@ -170,6 +160,3 @@ class MoCoV3(MomentumTargetMethod):
             features=h[:n],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

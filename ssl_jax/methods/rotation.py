@@ -2,17 +2,14 @@
 
 import dataclasses
 
-import jax
-
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars
-from ssl_jax.methods.common import apply_train, init_net
-from ssl_jax.methods.networks import SiameseNet
+from ssl_jax.methods.base import LossOutput
+from ssl_jax.methods.common import SiameseMethod, apply_train
 from ssl_jax.models.heads import LinearClassifier
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class RotationPrediction(Method):
+class RotationPrediction(SiameseMethod):
     """Rotation prediction: 4-way classification of 0/90/180/270-degree copies of one view.
 
     ``net`` is backbone + a 4-way ``LinearClassifier`` as its projector. The first view (a
@@ -34,17 +31,10 @@ class RotationPrediction(Method):
       Representation Learning", CVPR 2019 (RotNet with ResNet-50 and a linear head).
     """
 
-    net: SiameseNet
-
     def __post_init__(self):
         head = self.net.projector
         if not isinstance(head, LinearClassifier) or head.num_classes != 4:
             raise ValueError("RotationPrediction needs projector=LinearClassifier(4)")
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": {}}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
         n = views[0].shape[0]
@@ -60,6 +50,3 @@ class RotationPrediction(Method):
             features=h[:, 0],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

@@ -2,16 +2,13 @@
 
 import dataclasses
 
-import jax
-
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars, concat_views
-from ssl_jax.methods.common import apply_train, init_net
-from ssl_jax.methods.networks import SiameseNet
+from ssl_jax.methods.base import LossOutput, concat_views
+from ssl_jax.methods.common import SiameseMethod, apply_train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SimSiam(Method):
+class SimSiam(SiameseMethod):
     """SimSiam: ``0.5 D(p1, sg(z2)) + 0.5 D(p2, sg(z1))`` with ``D`` the negative cosine.
 
     ``net`` is backbone + 3-layer projector (hidden and output 2048, BatchNorm on every
@@ -26,16 +23,9 @@ class SimSiam(Method):
       Sec. 3 "Baseline settings").
     """
 
-    net: SiameseNet
-
     def __post_init__(self):
         if self.net.predictor is None or self.net.projector is None:
             raise ValueError("SimSiam needs a projector and a predictor")
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": {}}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
         n = views[0].shape[0]
@@ -50,6 +40,3 @@ class SimSiam(Method):
             features=h[:n],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

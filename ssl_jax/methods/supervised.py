@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars
-from ssl_jax.methods.common import apply_train, init_net, multi_crop_forward, split_views
+from ssl_jax.methods.base import LossOutput
+from ssl_jax.methods.common import SiameseMethod, apply_train, multi_crop_forward, split_views
 from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.models.heads import LinearClassifier
 
@@ -26,7 +26,7 @@ def _global_mean(x: jax.Array, axis_name: str | None) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Supervised(Method):
+class Supervised(SiameseMethod):
     """Encoder + linear classifier trained with softmax cross entropy on the labels.
 
     Every view the recipe makes (two SimCLR-style crops of each image for the CIFAR-10
@@ -51,7 +51,6 @@ class Supervised(Method):
       "Rethinking the Inception Architecture", CVPR 2016 (label smoothing).
     """
 
-    net: SiameseNet
     label_smoothing: float = 0.0
     needs_labels: bool = True
 
@@ -71,11 +70,6 @@ class Supervised(Method):
     @property
     def num_classes(self) -> int:
         return self.net.projector.num_classes
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": {}}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None, labels=None):
         """Cross entropy of every view against its image's label.
@@ -116,9 +110,6 @@ class Supervised(Method):
             features=feats[0],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)
 
 
 def supervised(c, num_train_examples: int) -> Supervised:

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars
+from ssl_jax.methods.base import LossOutput, bn_vars
 from ssl_jax.methods.common import (
+    SiameseMethod,
     apply_train,
     init_net,
     l2_normalize,
     multi_crop_forward,
     split_views,
 )
-from ssl_jax.methods.networks import SiameseNet
 from ssl_jax.models.heads import Prototypes, normalize_prototypes
 from ssl_jax.train.optim import zero_grads_for
 
@@ -51,7 +51,7 @@ def _is_prototype(path: tuple[str, ...], _) -> bool:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SwAV(Method):
+class SwAV(SiameseMethod):
     """SwAV with multi-crop, prototype renormalisation, prototype freezing and a feature queue.
 
     ``net`` is backbone -> projector (2-layer MLP) -> :class:`PrototypeHead`. Views of
@@ -82,7 +82,6 @@ class SwAV(Method):
       Assignments", NeurIPS 2020 (Sec. 3, App. A; ``main_swav.py``).
     """
 
-    net: SiameseNet
     num_high_res: int = 2
     temperature: float = 0.1
     epsilon: float = 0.05
@@ -196,6 +195,3 @@ class SwAV(Method):
     def step_metrics(self, aux, step):
         frozen = jnp.asarray(step) < self.freeze_prototypes_steps
         return {"prototypes_frozen": frozen.astype(jnp.float32)}
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

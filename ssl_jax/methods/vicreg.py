@@ -2,16 +2,13 @@
 
 import dataclasses
 
-import jax
-
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, Method, bn_vars, concat_views
-from ssl_jax.methods.common import apply_train, init_net
-from ssl_jax.methods.networks import SiameseNet
+from ssl_jax.methods.base import LossOutput, concat_views
+from ssl_jax.methods.common import SiameseMethod, apply_train
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class VICReg(Method):
+class VICReg(SiameseMethod):
     """VICReg: ``sim_coeff * inv + std_coeff * var + cov_coeff * cov`` (25 / 25 / 1).
 
     ``net`` is backbone + 3-layer expander (8192 wide on ImageNet, 2048 on CIFAR; BN + ReLU
@@ -24,15 +21,9 @@ class VICReg(Method):
       Self-Supervised Learning", ICLR 2022 (Alg. 1; official ``main_vicreg.py``).
     """
 
-    net: SiameseNet
     sim_coeff: float = 25.0
     std_coeff: float = 25.0
     cov_coeff: float = 1.0
-
-    def init(self, rng, images):
-        views = self.views(jax.random.split(rng, images.shape[0]), images)
-        params, stats = init_net(self.net, rng, views[0])
-        return {"params": params, "batch_stats": stats, "aux": {}}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
         n = views[0].shape[0]
@@ -54,6 +45,3 @@ class VICReg(Method):
             features=h[:n],
         )
         return loss, out
-
-    def encode(self, params, batch_stats, images):
-        return self.net.apply(bn_vars(params, batch_stats), images, method=SiameseNet.features)

@@ -145,9 +145,7 @@ def make_step_fn(
 
 def data_mesh(axis: str = "data") -> Mesh:
     """A 1-D mesh over every device, with compiler-propagated (``Auto``) sharding."""
-    return jax.make_mesh(
-        (jax.device_count(),), (axis,), axis_types=(jax.sharding.AxisType.Auto,)
-    )
+    return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def jit_step(step_fn: StepFn, mesh: Mesh, *, data_axis: str = "data") -> StepFn:
