@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import metrics
-from tests.losses.test_redundancy import fd_grad, normal
+from tests.losses.helpers import fd_grad, normal
 
 
 def unit(z):

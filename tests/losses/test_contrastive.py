@@ -16,24 +16,9 @@ from ssl_jax.losses import (
     nt_xent_loss,
     queue_update,
 )
+from tests.losses.helpers import fd_grad
 
 RTOL, ATOL = 2e-5, 2e-6
-
-
-def fd_grad(f, args, h=1e-6):
-    """Central finite differences of scalar ``f(*args)`` w.r.t. every entry of every arg."""
-    args = [np.asarray(a, np.float64) for a in args]
-    grads = []
-    for i, a in enumerate(args):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            up = [x.copy() for x in args]
-            down = [x.copy() for x in args]
-            up[i][idx] += h
-            down[i][idx] -= h
-            g[idx] = (f(*up) - f(*down)) / (2 * h)
-        grads.append(g)
-    return grads
 
 
 def unit(x):

@@ -10,22 +10,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.losses import dino_center_update, dino_loss
-
-
-def fd_grad(f, args, h=1e-6):
-    """Central finite differences of scalar ``f(*args)`` w.r.t. every entry of every arg."""
-    args = [np.asarray(a, np.float64) for a in args]
-    grads = []
-    for i, a in enumerate(args):
-        g = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            up = [x.copy() for x in args]
-            down = [x.copy() for x in args]
-            up[i][idx] += h
-            down[i][idx] -= h
-            g[idx] = (f(*up) - f(*down)) / (2 * h)
-        grads.append(g)
-    return grads
+from tests.losses.helpers import fd_grad
 
 
 def np_softmax(x):

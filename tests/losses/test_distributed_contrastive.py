@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax.losses import (
@@ -28,13 +28,7 @@ from ssl_jax.losses import (
     sinkhorn_knopp,
     swav_loss,
 )
-
-AXIS = "data"
-
-
-@pytest.fixture(scope="module")
-def mesh(n_devices):
-    return Mesh(np.array(jax.devices()), (AXIS,))
+from tests.losses.helpers import AXIS
 
 
 def split_devices(tree, n):

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.losses import mae_loss, patchify, unpatchify
-from tests.losses.test_redundancy import MODES, check_distributed, fd_grad, mesh, normal
-
-__all__ = ["mesh"]  # the shared fixture
+from tests.losses.helpers import MODES, check_distributed, fd_grad, normal
 
 
 def np_patchify(images, p):

@@ -15,10 +15,7 @@ from ssl_jax.losses import (
     rotation_loss,
     soft_encode_ab,
 )
-from tests.losses.test_redundancy import MODES, check_distributed, fd_grad, mesh, normal
-
-__all__ = ["mesh"]  # the shared fixture
-
+from tests.losses.helpers import MODES, check_distributed, fd_grad, normal
 
 # ---------------------------------------------------------------- rotation
 

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.losses import byol_loss, byol_symmetric_loss, simsiam_loss, simsiam_symmetric_loss
-from tests.losses.test_redundancy import MODES, check_distributed, fd_grad, mesh, normal
-
-__all__ = ["mesh"]  # the shared fixture
+from tests.losses.helpers import MODES, check_distributed, fd_grad, normal
 
 
 def np_byol(p, z):
