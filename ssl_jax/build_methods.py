@@ -9,15 +9,23 @@ import functools
 
 import ml_collections
 
-from ssl_jax import build
+from ssl_jax import augment, build
 from ssl_jax import config as cfg
+from ssl_jax.augment import patches, permutations
 from ssl_jax.methods.barlow_twins import BarlowTwins
 from ssl_jax.methods.base import Method
 from ssl_jax.methods.byol import BYOL
+from ssl_jax.methods.colorization import Colorization, ColorizationHead, ColorizationNet
 from ssl_jax.methods.dino import DINO
+from ssl_jax.methods.ibot import IBOT, IBOTNet
+from ssl_jax.methods.jigsaw import Jigsaw
+from ssl_jax.methods.late_fusion import LateFusionNet
 from ssl_jax.methods.mae import MAE, MAENet
+from ssl_jax.methods.maskfeat import MaskFeat, MaskFeatNet
 from ssl_jax.methods.moco import MoCoV2, MoCoV3
 from ssl_jax.methods.networks import SiameseNet
+from ssl_jax.methods.nnclr import NNCLR
+from ssl_jax.methods.patch_position import PatchPosition
 from ssl_jax.methods.rotation import RotationPrediction
 from ssl_jax.methods.simclr import SimCLR
 from ssl_jax.methods.simsiam import SimSiam
@@ -184,6 +192,172 @@ def mae(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     )
 
 
+def _masked_vit(c: ml_collections.ConfigDict, method: str):
+    """The configured ViT with the learned mask token that ``token_mask`` needs."""
+    if not c.model.encoder.startswith("vit"):
+        raise ValueError(
+            f"{method} needs a ViT encoder (model.encoder=vit_*), got {c.model.encoder!r}"
+        )
+    if c.data.image_size % c.model.patch_size:
+        raise ValueError(
+            f"data.image_size={c.data.image_size} is not a multiple of patch {c.model.patch_size}"
+        )
+    return build.encoder(c).clone(use_mask_token=True)
+
+
+def maskfeat(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    del num_train_examples  # no schedule inside MaskFeat
+    m, p = c.maskfeat, c.model.patch_size
+    target_dim = (p // m.cell_size) ** 2 * 3 * m.num_bins
+    net = MaskFeatNet(
+        encoder=_masked_vit(c, "MaskFeat"), target_dim=target_dim, dtype=build.dtype(c)
+    )
+    return MaskFeat(
+        view_fn=build.view_fn(c),
+        net=net,
+        patch_size=p,
+        mask_ratio=m.mask_ratio,
+        mask_shape=m.mask_shape,
+        cell_size=m.cell_size,
+        num_bins=m.num_bins,
+        norm_cells=m.norm_cells,
+    )
+
+
+def ibot(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    d = c.ibot
+
+    def head(out_dim: int) -> heads.DINOHead:
+        return heads.DINOHead(
+            out_dim=out_dim,
+            hidden_dim=d.hidden_dim,
+            bottleneck_dim=d.bottleneck_dim,
+            use_bn=d.use_bn_in_head,
+            norm_last_layer=d.norm_last_layer,
+            bn_axis_name=build.bn_axis(c),
+            dtype=build.dtype(c),
+        )
+
+    net = IBOTNet(
+        encoder=_masked_vit(c, "iBOT"),
+        head=head(d.out_dim),
+        patch_head=None if d.shared_head else head(d.patch_out_dim),
+    )
+    steps = functools.partial(epochs_to_steps, c, num_train_examples)
+    return IBOT(
+        view_fn=build.view_fn(c),
+        net=net,
+        patch_size=c.model.patch_size,
+        num_global_crops=2,
+        student_temp=d.student_temp,
+        teacher_temp=d.teacher_temp,
+        warmup_teacher_temp=d.warmup_teacher_temp,
+        teacher_patch_temp=d.teacher_patch_temp,
+        warmup_teacher_patch_temp=d.warmup_teacher_patch_temp,
+        warmup_teacher_temp_steps=steps(d.warmup_teacher_temp_epochs),
+        center_momentum=d.center_momentum,
+        patch_center_momentum=d.center_momentum,
+        lambda_cls=d.lambda_cls,
+        lambda_patch=d.lambda_patch,
+        mask_prob=d.mask_prob,
+        mask_ratio_range=(d.mask_ratio - d.mask_ratio_var, d.mask_ratio + d.mask_ratio_var),
+        freeze_last_layer_steps=steps(d.freeze_last_layer_epochs),
+        **_ema(c, num_train_examples),
+    )
+
+
+def colorization(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    del num_train_examples  # no schedule inside colourisation
+    if not (c.model.encoder.startswith("resnet") or c.model.encoder == "convnet"):
+        raise ValueError(
+            "colorization needs a convolutional encoder (model.encoder=resnet*/convnet), got "
+            f"{c.model.encoder!r}"
+        )
+    g = c.colorization
+    recipe = augment.get_recipe(c.augment.recipe)
+    head = ColorizationHead(width=g.head_width, bn_axis_name=build.bn_axis(c), dtype=build.dtype(c))
+    return Colorization(
+        view_fn=build.view_fn(c),
+        net=ColorizationNet(encoder=build.encoder(c), head=head, downsample=g.downsample),
+        mean=tuple(recipe.mean),
+        std=tuple(recipe.std),
+        num_neighbors=g.num_neighbors,
+        sigma=g.sigma,
+        lambda_=g.lambda_,
+    )
+
+
+def nnclr(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    del num_train_examples  # no schedule inside NNCLR
+    # The projector's output BatchNorm has scale and offset (torch's BatchNorm1d, solo-learn).
+    net = SiameseNet(
+        encoder=build.encoder(c),
+        projector=build.projector(c, last_bn_affine=True),
+        predictor=build.predictor(c),
+    )
+    return NNCLR(
+        view_fn=build.view_fn(c),
+        net=net,
+        queue_size=c.nnclr.queue_size,
+        temperature=c.loss.temperature,
+    )
+
+
+def _late_fusion_net(c: ml_collections.ConfigDict, num_classes: int) -> LateFusionNet:
+    """The configured encoder per patch and the fusion MLP (``head.proj_*``) to the classes."""
+    return LateFusionNet(encoder=build.encoder(c), head=build.projector(c, out_dim=num_classes))
+
+
+def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    del num_train_examples  # no schedule inside the method
+    p = c.patch_position
+    need = patches.patch_grid_size(patch_size=p.patch_size, gap=p.gap, jitter=p.jitter)
+    if need > c.data.image_size:
+        raise ValueError(
+            f"patch_position: patches of {p.patch_size} px with gap {p.gap} and jitter "
+            f"{p.jitter} need {need}-px views, data.image_size is {c.data.image_size}"
+        )
+    return PatchPosition(
+        view_fn=build.view_fn(c),
+        net=_late_fusion_net(c, patches.NUM_POSITIONS),
+        patch_size=p.patch_size,
+        gap=p.gap,
+        jitter=p.jitter,
+        color_drop=p.color_drop,
+        input_size=p.input_size or None,
+    )
+
+
+def jigsaw(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
+    del num_train_examples  # no schedule inside the method
+    j = c.jigsaw
+    need = patches.jigsaw_grid_size(
+        cell_size=j.cell_size, tile_size=j.tile_size, grid=j.grid, margin=j.channel_shift
+    )
+    if need > c.data.image_size:
+        raise ValueError(
+            f"jigsaw: a {j.grid}x{j.grid} grid of {j.cell_size}-px cells with channel shift "
+            f"{j.channel_shift} needs {need}-px views, data.image_size is {c.data.image_size}"
+        )
+    perms = permutations.maximal_hamming_permutations(
+        j.num_permutations,
+        num_tiles=j.grid**2,
+        seed=j.permutation_seed,
+        criterion=j.permutation_criterion,
+    )
+    return Jigsaw(
+        view_fn=build.view_fn(c),
+        net=_late_fusion_net(c, j.num_permutations),
+        permutations=tuple(map(tuple, perms.tolist())),
+        cell_size=j.cell_size,
+        tile_size=j.tile_size,
+        grid=j.grid,
+        channel_shift=j.channel_shift,
+        tile_norm=j.tile_norm,
+        input_size=j.input_size or None,
+    )
+
+
 BUILDERS = {
     "simclr": simclr,
     "byol": byol,
@@ -196,5 +370,11 @@ BUILDERS = {
     "vicreg": vicreg,
     "rotation": rotation,
     "mae": mae,
+    "maskfeat": maskfeat,
+    "ibot": ibot,
+    "colorization": colorization,
+    "nnclr": nnclr,
+    "patch_position": patch_position,
+    "jigsaw": jigsaw,
     "supervised": supervised,  # the labelled baseline; its builder lives with the method
 }

@@ -14,9 +14,15 @@ from ssl_jax.losses._contrastive import nt_xent_loss as nt_xent_loss
 from ssl_jax.losses._contrastive import queue_update as queue_update
 from ssl_jax.losses._dino import dino_center_update as dino_center_update
 from ssl_jax.losses._dino import dino_loss as dino_loss
+from ssl_jax.losses._hog import hog_histograms as hog_histograms
+from ssl_jax.losses._hog import hog_normalize as hog_normalize
+from ssl_jax.losses._hog import hog_targets as hog_targets
+from ssl_jax.losses._hog import image_gradients as image_gradients
+from ssl_jax.losses._ibot import ibot_patch_loss as ibot_patch_loss
 from ssl_jax.losses._masked import mae_loss as mae_loss
 from ssl_jax.losses._masked import patchify as patchify
 from ssl_jax.losses._masked import unpatchify as unpatchify
+from ssl_jax.losses._nnclr import nnclr_loss as nnclr_loss
 from ssl_jax.losses._pretext import classification_loss as classification_loss
 from ssl_jax.losses._pretext import colorization_class_weights as colorization_class_weights
 from ssl_jax.losses._pretext import colorization_loss as colorization_loss
@@ -31,3 +37,36 @@ from ssl_jax.losses._regression import simsiam_loss as simsiam_loss
 from ssl_jax.losses._regression import simsiam_symmetric_loss as simsiam_symmetric_loss
 from ssl_jax.losses._swav import sinkhorn_knopp as sinkhorn_knopp
 from ssl_jax.losses._swav import swav_loss as swav_loss
+
+__all__ = [
+    "barlow_twins_loss",
+    "byol_loss",
+    "byol_symmetric_loss",
+    "classification_loss",
+    "colorization_class_weights",
+    "colorization_loss",
+    "dino_center_update",
+    "dino_loss",
+    "hog_histograms",
+    "hog_normalize",
+    "hog_targets",
+    "ibot_patch_loss",
+    "image_gradients",
+    "info_nce_loss",
+    "mae_loss",
+    "moco_v3_loss",
+    "nearest_neighbour",
+    "nnclr_loss",
+    "nt_xent_loss",
+    "patchify",
+    "queue_update",
+    "rotate_images",
+    "rotation_loss",
+    "simsiam_loss",
+    "simsiam_symmetric_loss",
+    "sinkhorn_knopp",
+    "soft_encode_ab",
+    "swav_loss",
+    "unpatchify",
+    "vicreg_loss",
+]

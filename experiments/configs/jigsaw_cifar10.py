@@ -1,0 +1,50 @@
+"""Jigsaw puzzles (Noroozi & Favaro 2016) on CIFAR-10 with a CIFAR-stem ResNet-18.
+
+The paper has no CIFAR recipe. Its geometry is a 225-px crop cut into 3x3 cells of 75 px
+holding one 64-px tile each (random gaps of 0-22 px), every tile normalised on its own,
+and 1000 permutations of maximal Hamming distance. At 32 px: 10-px cells over 30 px (the
+grid's position varies by 0-2 px) with 9-px tiles (gaps of 0-2 px), resized to 16 px
+(``input_size``) before the encoder so its last stage does not run on 1x1 maps (see
+``patch_position_cifar10.py``); per-tile mean/std normalisation over all pixels and
+channels (``encode`` normalises whole images the same way); no colour-channel shift (no
+room for it, and 32-px photographs carry almost no chromatic aberration). 100 permutations,
+greedy max-min Hamming (the paper's Table 3 finds 100 almost as good as 1000 for transfer,
+and the task stays learnable in short runs). Views: one crop + flip (``mae_cifar``). The
+context-free network: the ResNet-18 features of the 9 tiles concatenated, an MLP (1024
+hidden, BN) to 100 classes. Optimiser as the RotNet config: SGD, momentum 0.9, lr
+0.2 x B/256, weight decay 5e-4, cosine, 200 epochs at batch 256. Variants: ``:tiny``,
+``:demo``.
+"""
+
+import ml_collections
+
+from ssl_jax.config import base_config, variant
+
+
+def get_config(name: str = ""):
+    c = base_config("cifar10")
+    c.method = "jigsaw"
+    c.augment.recipe = "mae_cifar"
+    c.jigsaw = ml_collections.ConfigDict(
+        {
+            "num_permutations": 100,
+            "permutation_criterion": "min",
+            "permutation_seed": 0,
+            "grid": 3,
+            "cell_size": 10,
+            "tile_size": 9,
+            "channel_shift": 0,
+            "tile_norm": "tile",
+            "input_size": 16,
+        }
+    )
+    c.head.proj_hidden = 1024  # the fusion MLP (the paper's fc7 is 4096 wide)
+    c.head.proj_layers = 2
+    c.optim.name = "sgd"
+    c.optim.base_lr = 0.2
+    c.optim.weight_decay = 5e-4
+    c.optim.momentum = 0.9
+    c.optim.warmup_epochs = 0
+    c.data.batch_size = 256
+    c.train.epochs = 200
+    return variant(c, name)

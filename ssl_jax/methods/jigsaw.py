@@ -1,0 +1,91 @@
+"""Jigsaw puzzles (Noroozi & Favaro 2016): which permutation shuffled the 9 tiles?"""
+
+import dataclasses
+from typing import ClassVar
+
+import jax.numpy as jnp
+
+from ssl_jax.augment import patches
+from ssl_jax.methods.late_fusion import PatchClassification
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Jigsaw(PatchClassification):
+    """Jigsaw puzzles: classify the permutation of 3x3 shuffled tiles among a fixed set.
+
+    Each view is cut into a ``grid x grid`` grid of ``cell_size`` cells holding one
+    ``tile_size`` tile each at a random offset (random gaps, against edge continuity), each
+    colour channel optionally shifted by up to ``channel_shift`` px (against chromatic
+    aberration); the tiles are shuffled by a permutation drawn from ``permutations`` and
+    each tile is normalised on its own (``tile_norm``, against matching by low-level
+    statistics) (:func:`ssl_jax.augment.patches.jigsaw_puzzle`). ``net`` is the
+    context-free network: the shared encoder per tile, the ``grid^2`` features
+    concatenated, an MLP to ``len(permutations)`` classes. The loss is the cross entropy of
+    the permutation index, logged as ``jigsaw`` with its accuracy ``jigsaw_acc``.
+
+    The tiles are normalised, so :meth:`encode` normalises whole images the same way
+    (:meth:`preprocess`) before the encoder. Collapse monitors get the features of the
+    tiles in the first two input slots; the online probe the mean of all tile features.
+
+    Attributes:
+      permutations: the permutation set as a tuple of ``grid^2``-tuples (hashable; see
+        :func:`ssl_jax.augment.patches.maximal_hamming_permutations`); class ``i`` is
+        ``permutations[i]``, input slot ``j`` holds tile ``permutations[i][j]``.
+      cell_size: side of a grid cell in view pixels (paper: 75 of a 225-px crop).
+      tile_size: side of a tile (paper: 64).
+      grid: cells per side (3).
+      channel_shift: maximal spatial shift of each colour channel (paper: 2 px; 0: off).
+      tile_norm: ``'tile'`` (mean/std over the tile's pixels and channels), ``'channel'``
+        (per channel) or ``'none'``.
+
+    References:
+      Noroozi & Favaro, "Unsupervised Learning of Visual Representations by Solving Jigsaw
+      Puzzles", ECCV 2016 (Sec. 3.1-3.3, Algorithm 1).
+    """
+
+    permutations: tuple[tuple[int, ...], ...]
+    cell_size: int
+    tile_size: int
+    grid: int = 3
+    channel_shift: int = 0
+    tile_norm: str = "tile"
+
+    name: ClassVar[str] = "jigsaw"
+
+    def __post_init__(self):
+        super().__post_init__()
+        n_tiles = self.grid * self.grid
+        perms = self.permutations
+        if not perms or any(sorted(p) != list(range(n_tiles)) for p in perms):
+            raise ValueError(f"permutations must be non-empty permutations of 0..{n_tiles - 1}")
+        if len(set(perms)) != len(perms):
+            raise ValueError("permutations must not repeat")
+        if self.tile_norm not in patches.TILE_NORMS:
+            raise ValueError(
+                f"tile_norm must be one of {patches.TILE_NORMS}, got {self.tile_norm!r}"
+            )
+        patches.jigsaw_grid_size(
+            cell_size=self.cell_size,
+            tile_size=self.tile_size,
+            grid=self.grid,
+            margin=self.channel_shift,
+        )
+        self.check_classes(len(perms))
+
+    def pretext(self, key, view):
+        return patches.jigsaw_puzzle(
+            key,
+            view,
+            jnp.asarray(self.permutations, jnp.int32),
+            cell_size=self.cell_size,
+            tile_size=self.tile_size,
+            grid=self.grid,
+            channel_shift=self.channel_shift,
+            tile_norm=self.tile_norm,
+        )
+
+    def preprocess(self, images):
+        return patches.standardize_tiles(images, mode=self.tile_norm)
+
+    def probe_features(self, h):
+        return jnp.mean(h, axis=1)

@@ -1,0 +1,57 @@
+"""Relative patch position (Doersch et al. 2015): which of 8 neighbours is the second patch?"""
+
+import dataclasses
+from typing import ClassVar
+
+from ssl_jax.augment import patches
+from ssl_jax.methods.late_fusion import PatchClassification
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PatchPosition(PatchClassification):
+    """Context prediction: 8-way classification of a neighbour patch's position.
+
+    From each view a centre patch and one of its 8 neighbours in a 3x3 grid are cut
+    (:func:`ssl_jax.augment.patches.patch_pair`): cells ``patch_size`` wide and ``gap``
+    apart, every patch jittered by up to ``jitter`` px, so that neither continuing edges
+    nor exact alignment give the answer away. ``net`` is the paper's late-fusion pair
+    network (:class:`~ssl_jax.methods.late_fusion.LateFusionNet` with K = 2 and an MLP to 8
+    classes); the loss is the cross entropy of the neighbour's label, logged as
+    ``patch_position`` with its accuracy ``patch_position_acc``.
+
+    Collapse monitors get the two patches' backbone features; the online probe the centre
+    patch's. :meth:`encode` returns the backbone features of whole images.
+
+    Attributes:
+      patch_size: patch side ``P`` in view pixels (paper: 96 on ~400-600 px images).
+      gap: pixels between grid cells ``G`` (paper: 48, half a patch).
+      jitter: per-patch jitter ``J`` (paper: up to 7 px).
+      color_drop: the paper's colour dropping (keep one random channel per patch, the others
+        become faint noise) against chromatic-aberration shortcuts.
+
+    References:
+      Doersch, Gupta & Efros, "Unsupervised Visual Representation Learning by Context
+      Prediction", ICCV 2015 (Sec. 3, 3.1; Fig. 2 and 3).
+    """
+
+    patch_size: int
+    gap: int
+    jitter: int
+    color_drop: bool = False
+
+    name: ClassVar[str] = "patch_position"
+
+    def __post_init__(self):
+        super().__post_init__()
+        patches.patch_grid_size(patch_size=self.patch_size, gap=self.gap, jitter=self.jitter)
+        self.check_classes(patches.NUM_POSITIONS)
+
+    def pretext(self, key, view):
+        return patches.patch_pair(
+            key,
+            view,
+            patch_size=self.patch_size,
+            gap=self.gap,
+            jitter=self.jitter,
+            color_drop=self.color_drop,
+        )
