@@ -53,6 +53,12 @@ ORDER = (
     "vicreg",
     "rotation",
     "mae",
+    "nnclr",
+    "colorization",
+    "patch_position",
+    "jigsaw",
+    "maskfeat",
+    "ibot",
 )
 
 

@@ -6,6 +6,11 @@ Experiment files (``experiments/configs/<method>_<dataset>.py``) start from
 """
 
 import difflib
+import importlib.util
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import ml_collections
 
@@ -21,6 +26,12 @@ METHODS = (
     "vicreg",
     "rotation",
     "mae",
+    "maskfeat",
+    "ibot",
+    "colorization",
+    "nnclr",
+    "patch_position",
+    "jigsaw",
     "supervised",
 )
 ENCODERS = ("resnet18", "resnet34", "resnet50", "convnet", "vit_tiny", "vit_small", "vit_base")
@@ -159,6 +170,63 @@ def _suggest(value: str, options: tuple[str, ...]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def from_file(
+    spec: str | os.PathLike, overrides: Mapping[str, Any] | None = None
+) -> ml_collections.ConfigDict:
+    """Loads an experiment config as ``--config path.py[:variant]`` does, then overrides.
+
+    Args:
+      spec: ``path/to/config.py`` or ``path/to/config.py:variant`` (``tiny``, ``demo``);
+        the variant goes to the file's ``get_config``. A relative path is looked up in the
+        current directory, then in the repository root (so a notebook in ``notebooks/`` can
+        name ``experiments/configs/simclr_cifar10.py``).
+      overrides: dotted keys and values, as ``--config.train.num_steps=20`` on the command
+        line: ``{"train.num_steps": 20, "data.dataset": "folder:/data/pets"}``. Keys must
+        exist in the config; values keep the field's type (an int for a float field is fine).
+
+    Returns:
+      The ``ConfigDict``.
+
+    Raises:
+      FileNotFoundError: no such config file.
+      ValueError: the file has no ``get_config``; an override names an unknown key or has a
+        value of the wrong type.
+    """
+    path_str, _, name = str(spec).partition(":")
+    path = Path(path_str).expanduser()
+    if not path.is_absolute() and not path.exists() and (_REPO_ROOT / path).exists():
+        path = _REPO_ROOT / path
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path_str} not found (cwd {Path.cwd()})")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} defines no get_config()")
+    c = module.get_config(name) if ":" in str(spec) else module.get_config()
+    for key, value in (overrides or {}).items():
+        parts = key.split(".")
+        node = c
+        for depth, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                options = tuple(node) if isinstance(node, ml_collections.ConfigDict) else ()
+                where = ".".join(parts[:depth]) or "the config"
+                raise ValueError(
+                    f"override {key!r}: {where} has no field {part!r}.{_suggest(part, options)}"
+                )
+            if depth < len(parts) - 1:
+                node = node[part]
+        leaf = parts[-1]
+        try:
+            node[leaf] = value
+        except TypeError as e:
+            raise ValueError(f"override {key!r}: {e}") from e
+    return c
+
+
 def validate(c: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1) -> None:
     """Raises ValueError with a message that says what to change."""
     if c.method not in METHODS:
@@ -204,6 +272,78 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int, num_processes: i
         )
     if c.train.checkpoint_every <= 0:
         raise ValueError("train.checkpoint_every must be positive")
+    _check_values(c)
+    check_keys(c)
+
+
+EXTRA_KEYS = {
+    "loss": ("label_smoothing", "lambda_", "scale", "sim_coeff", "std_coeff", "cov_coeff"),
+    "optim": ("b1", "b2", "trust_coefficient"),
+}
+"""Keys some methods add to the shared sections of :func:`base_config` (a method's own
+settings go in a section named after it, e.g. ``c.dino``); any other key there is a typo."""
+
+
+def check_keys(c: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming a key that is not in the schema, with the closest known one.
+
+    ``c.train.chekpoint_every = 5`` in a config file silently adds a key that nothing reads;
+    this catches it. Top-level sections outside the schema are a method's own (``c.dino``).
+    """
+    schema = base_config().to_dict()
+    for section in c:
+        if section not in schema:
+            if not isinstance(c[section], ml_collections.ConfigDict):
+                raise ValueError(
+                    f"unknown config key {section!r}.{_suggest(section, tuple(schema))}"
+                )
+            continue
+        if not isinstance(schema[section], dict):
+            continue
+        known = (*schema[section], *EXTRA_KEYS.get(section, ()))
+        for key in c[section]:
+            if key not in known:
+                raise ValueError(
+                    f"unknown config key {section}.{key}.{_suggest(key, known)} Known keys of "
+                    f"{section}: {', '.join(sorted(known))} (a method-specific key belongs in "
+                    "the method's own section, or in config.EXTRA_KEYS)"
+                )
+
+
+def _check_values(c: ml_collections.ConfigDict) -> None:
+    """Range checks that would otherwise fail mid-run (or never) with an unrelated error."""
+    positive = (
+        "data.image_size data.num_classes train.log_every train.keep_checkpoints "
+        "eval.knn_k eval.batch_size eval.knn_temperature model.width model.patch_size "
+        "head.proj_hidden head.proj_dim head.proj_layers head.pred_hidden loss.temperature "
+        "augment.local_size"
+    ).split()
+    non_negative = "optim.warmup_epochs optim.clip_grad_norm augment.num_local_crops model.depth"
+    for path in positive + non_negative.split():
+        section, key = path.split(".")
+        value = c[section][key]
+        if path in positive and not value > 0:
+            raise ValueError(f"{path} must be > 0, got {value!r}")
+        if not value >= 0:
+            raise ValueError(f"{path} must be >= 0, got {value!r}")
+    if not 0 <= c.optim.momentum < 1:
+        raise ValueError(f"optim.momentum must be in [0, 1), got {c.optim.momentum}")
+    for key in ("ema_base", "ema_final"):
+        if not 0 <= c.train[key] <= 1:
+            raise ValueError(f"train.{key} must be in [0, 1], got {c.train[key]}")
+    if c.model.stem not in ("cifar", "imagenet"):
+        raise ValueError(
+            f"model.stem must be 'cifar' or 'imagenet', got {c.model.stem!r}."
+            f"{_suggest(c.model.stem, ('cifar', 'imagenet'))}"
+        )
+    from ssl_jax import augment  # jax-heavy: keep importing this module light
+
+    if c.augment.recipe not in augment.RECIPES:
+        raise ValueError(
+            f"Unknown augment.recipe {c.augment.recipe!r}."
+            f"{_suggest(c.augment.recipe, tuple(augment.RECIPES))} Known: "
+            f"{', '.join(augment.RECIPES)}"
+        )
 
 
 def total_steps(c: ml_collections.ConfigDict, num_train_examples: int) -> int:

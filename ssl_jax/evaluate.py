@@ -63,9 +63,12 @@ def _batches(config, source, split, keep_images: list | None):
 def _monitors(config, method, variables, images: np.ndarray, seed: int) -> dict[str, float]:
     """Collapse monitors on test images: std, eff. rank, uniformity; alignment of 2 views."""
     images = jnp.asarray(images[:_MONITOR_EXAMPLES])
-    keys = jax.random.split(jax.random.key(seed), images.shape[0])
-    v1, v2 = jax.jit(method.views)(keys, images)[:2]
-    enc = lambda x: method.encode(variables["params"], variables["batch_stats"], x)
+    keys = jax.random.split(jax.random.key(seed), (2, images.shape[0]))
+    views = jax.jit(method.views)
+    first = views(keys[0], images)
+    # Single-view recipes (rotation, MAE, colourisation): a second draw gives the pair.
+    v1, v2 = first[:2] if len(first) >= 2 else (first[0], views(keys[1], images)[0])
+    enc = jax.jit(lambda x: method.encode(variables["params"], variables["batch_stats"], x))
     z1, z2 = enc(v1), enc(v2)
     return {
         "std": float(metrics.embedding_std(z1)),

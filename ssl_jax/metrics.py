@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from ssl_jax.losses._distributed import compute_dtype
 from ssl_jax.losses._validate import check_min_batch, check_positive, check_rank, check_same_shape
 
+__all__ = ["alignment", "effective_rank", "embedding_std", "uniformity"]
+
 
 def _normalize(z: jax.Array) -> jax.Array:
     z = z.astype(compute_dtype(z))

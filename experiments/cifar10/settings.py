@@ -53,9 +53,12 @@ CPU_OVERRIDES: dict[str, dict[str, object]] = {
     # (Barlow Twins / VICReg keep their 2048-d embeddings, which their losses need, with the
     # demo's 512-wide hidden layers.)
     # MAE: ViT-S/4 with an 8-block, 512-wide decoder costs ~60x the ConvNet's two views per
-    # image; ViT-Ti/4 with a 2-block, 128-wide decoder ~4x. Its baselines use the same ViT.
+    # image; ViT-Ti/4 with a 2-block, 128-wide decoder ~4x. The encoder has the 4 blocks of
+    # the MaskFeat and iBOT ``:demo`` configs, so the three ViT methods share one ViT and
+    # its baselines.
     "mae": {
         "model.encoder": "vit_tiny",
+        "model.depth": 4,
         "mae.decoder_dim": 128,
         "mae.decoder_depth": 2,
         "mae.decoder_heads": 4,
@@ -67,13 +70,21 @@ RUN_FRACTIONS: dict[str, dict[str, float]] = {
     # Linear warm-up for the LARS / AdamW recipes (their configs warm up for 10 epochs).
     **{
         m: {"optim.warmup_epochs": 0.05}
-        for m in ("simclr", "byol", "moco_v3", "swav", "dino", "barlow_twins", "vicreg", "mae")
+        for m in (
+            *("simclr", "byol", "moco_v3", "swav", "dino", "barlow_twins", "vicreg", "mae"),
+            *("nnclr", "maskfeat"),
+        )
     },
     "swav": {"optim.warmup_epochs": 0.05, "swav.freeze_prototypes_epochs": 0.05},
     "dino": {
         "optim.warmup_epochs": 0.05,
         "dino.warmup_teacher_temp_epochs": 0.3,
         "dino.freeze_last_layer_epochs": 0.05,
+    },
+    "ibot": {
+        "optim.warmup_epochs": 0.05,
+        "ibot.warmup_teacher_temp_epochs": 0.3,
+        "ibot.freeze_last_layer_epochs": 0.05,
     },
 }
 

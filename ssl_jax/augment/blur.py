@@ -13,7 +13,14 @@ import jax.numpy as jnp
 
 
 def blur_radius(side: int) -> int:
-    """Kernel radius for an image side: ``max(1, side // 20)`` (kernel ~10% of the side)."""
+    """Kernel radius for an image side: ``max(1, side // 20)`` (kernel ~10% of the side).
+
+    Args:
+      side: image height or width in pixels.
+
+    Returns:
+      The radius ``r`` of the ``2r + 1``-tap kernel.
+    """
     return max(1, side // 20)
 
 

@@ -67,7 +67,16 @@ def crop_and_resize(
 
 
 def resize(image: jax.Array, size: tuple[int, int], *, antialias: bool = True) -> jax.Array:
-    """Whole-image bilinear resize to ``size`` (a no-op when the shape already matches)."""
+    """Whole-image bilinear resize to ``size`` (a no-op when the shape already matches).
+
+    Args:
+      image: one image ``[H, W, C]``.
+      size: static ``(height, width)``.
+      antialias: low-pass filter when downsampling, as ``jax.image.scale_and_translate``.
+
+    Returns:
+      ``[height, width, C]``.
+    """
     _check_image(image)
     if tuple(image.shape[:2]) == tuple(size):
         return image
@@ -163,14 +172,30 @@ def random_resized_crop(
 
 
 def flip_left_right(image: jax.Array) -> jax.Array:
-    """Mirror along the width axis (``[..., H, W, C]``), as ``tf.image.flip_left_right``."""
+    """Mirror along the width axis (``[..., H, W, C]``), as ``tf.image.flip_left_right``.
+
+    Args:
+      image: ``[..., H, W, C]``.
+
+    Returns:
+      The mirrored image, same shape.
+    """
     if image.ndim < 3:
         raise ValueError(f"expected [..., H, W, C], got shape {image.shape}")
     return jnp.flip(image, axis=-2)
 
 
 def random_flip(key: jax.Array, image: jax.Array, *, prob: float = 0.5) -> jax.Array:
-    """:func:`flip_left_right` with probability ``prob`` for one image."""
+    """:func:`flip_left_right` with probability ``prob`` for one image.
+
+    Args:
+      key: PRNG key.
+      image: one image ``[H, W, C]``.
+      prob: flip probability in [0, 1].
+
+    Returns:
+      The image, mirrored or not.
+    """
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"flip probability must be in [0, 1], got {prob}")
     if prob == 0.0:

@@ -29,14 +29,36 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax.augment import blur, color, geometric
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel RGB mean of ImageNet-1k training images in [0, 1], used by ``normalize``."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel RGB standard deviation of ImageNet-1k training images in [0, 1]."""
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+"""Per-channel RGB mean of the CIFAR-10 training images in [0, 1]."""
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+"""Per-channel RGB standard deviation of the CIFAR-10 training images in [0, 1]."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ViewSpec:
-    """How one view is made: crop, flip, colour jitter, grayscale, blur, solarise."""
+    """How one view is made: crop, flip, colour jitter, grayscale, blur, solarise.
+
+    The ops run in that order; each random op is applied with its own probability.
+
+    Attributes:
+      scale: ``RandomResizedCrop`` area fraction range.
+      ratio: crop aspect-ratio (width / height) range.
+      flip_prob: horizontal flip probability.
+      brightness: colour-jitter strengths (see :func:`color_jitter`); 0 leaves the op out.
+      contrast: as ``brightness``.
+      saturation: as ``brightness``.
+      hue: hue strength in [0, 0.5].
+      jitter_prob: probability of applying the colour jitter.
+      brightness_mode: ``'multiplicative'`` (torchvision) or ``'additive'`` (tf.image).
+      grayscale_prob: probability of converting to grayscale.
+      blur_prob: probability of a Gaussian blur.
+      blur_sigma: ``(min, max)`` of the blur's standard deviation in pixels.
+      solarize_prob: probability of solarising.
+    """
 
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -55,7 +77,19 @@ class ViewSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ViewRecipe:
-    """A named list of view specs, output sizes and normalisation statistics."""
+    """A named list of view specs, output sizes and normalisation statistics.
+
+    Attributes:
+      name: the recipe's name (a key of ``RECIPES`` for the published ones).
+      global_views: one ``ViewSpec`` per global view (2 for most methods, 1 for MAE).
+      image_size: side of the global views in pixels.
+      local_view: the spec of the multi-crop local views, or None.
+      num_local_crops: default number of local views.
+      local_size: side of the local views in pixels.
+      mean: per-channel mean used to normalise the views.
+      std: per-channel standard deviation used to normalise the views.
+      reference: where the recipe comes from (paper and section).
+    """
 
     name: str
     global_views: tuple[ViewSpec, ...]
@@ -78,7 +112,16 @@ _BYOL_2 = dataclasses.replace(_BYOL_1, blur_prob=0.1, solarize_prob=0.2)
 
 
 def cifar_variant(recipe: ViewRecipe, name: str, **overrides) -> ViewRecipe:
-    """The 32-px form of an ImageNet recipe: no blur, 16-px local crops, CIFAR-10 statistics."""
+    """The 32-px form of an ImageNet recipe: no blur, 16-px local crops, CIFAR-10 statistics.
+
+    Args:
+      recipe: the ImageNet recipe.
+      name: the new recipe's name.
+      **overrides: ``ViewRecipe`` fields to set on the result (e.g. other ``global_views``).
+
+    Returns:
+      A new ``ViewRecipe`` at 32 px.
+    """
     globals_ = tuple(dataclasses.replace(v, blur_prob=0.0) for v in recipe.global_views)
     local = recipe.local_view and dataclasses.replace(recipe.local_view, blur_prob=0.0)
     fields = dict(
@@ -165,10 +208,19 @@ RECIPES: dict[str, ViewRecipe] = {
     "dino_cifar": cifar_variant(DINO, "dino_cifar"),
     "mae_cifar": cifar_variant(MAE, "mae_cifar"),
 }
+"""The published view recipes by name (``augment.recipe`` in a config); ``*_cifar`` are
+their 32-px forms (:func:`cifar_variant`: no blur, CIFAR-10 statistics)."""
 
 
 def get_recipe(recipe: str | ViewRecipe) -> ViewRecipe:
-    """Looks a name up in ``RECIPES`` (ValueError listing the names) or passes a recipe on."""
+    """Looks a name up in ``RECIPES`` (ValueError listing the names) or passes a recipe on.
+
+    Args:
+      recipe: a key of ``RECIPES`` or a ``ViewRecipe``.
+
+    Returns:
+      The ``ViewRecipe``.
+    """
     if isinstance(recipe, ViewRecipe):
         return recipe
     if recipe not in RECIPES:

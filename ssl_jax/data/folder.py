@@ -78,7 +78,8 @@ def list_image_folder(root: str | os.PathLike) -> FolderListing:
       The :class:`FolderListing`.
 
     Raises:
-      ValueError: missing or empty folder, a split without images, or another layout.
+      ValueError: missing or empty folder, a split or class folder without images, or
+        another layout.
     """
     root = Path(root)
     if not root.is_dir():
@@ -106,6 +107,14 @@ def list_image_folder(root: str | os.PathLike) -> FolderListing:
         entries = sorted((f"{s}/{c}/{n}", c) for s, c, n in found if s == split)
         if not entries:
             raise ValueError(f"split folder {root / split} is empty: no images in its classes")
+        # An empty class folder (a failed copy?) would silently renumber the other labels.
+        seen = {c for _, c in entries}
+        for d in sorted((root / split).iterdir()):
+            if d.is_dir() and not d.name.startswith(".") and d.name not in seen:
+                raise ValueError(
+                    f"class folder {d} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add its "
+                    "images or remove the folder"
+                )
         files[split] = entries
     classes = tuple(sorted({c for entries in files.values() for _, c in entries}))
     return FolderListing(root=root, classes=classes, files=files)

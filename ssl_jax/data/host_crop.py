@@ -20,7 +20,13 @@ from ssl_jax import augment
 
 @dataclasses.dataclass(frozen=True)
 class CropSpec:
-    """One host crop: output side, area fraction range, aspect-ratio range."""
+    """One host crop: output side, area fraction range, aspect-ratio range.
+
+    Attributes:
+      size: side of the square output crop in pixels.
+      scale: ``RandomResizedCrop`` area fraction range.
+      ratio: aspect-ratio (width / height) range.
+    """
 
     size: int
     scale: tuple[float, float] = (0.08, 1.0)
@@ -34,8 +40,17 @@ def crop_specs(
     num_local_crops: int | None = None,
     local_size: int | None = None,
 ) -> list[CropSpec]:
-    """The host crops of a view recipe (globals first), with the same overrides as
-    ``ssl_jax.augment.make_views``."""
+    """The host crops of a view recipe (globals first), with ``make_views``'s overrides.
+
+    Args:
+      recipe: a name in ``ssl_jax.augment.RECIPES`` or a ``ViewRecipe``.
+      image_size: global view side; default the recipe's.
+      num_local_crops: number of local views; default the recipe's.
+      local_size: local view side; default the recipe's.
+
+    Returns:
+      One :class:`CropSpec` per view, in view order.
+    """
     views = augment.view_sizes(
         recipe, image_size=image_size, num_local_crops=num_local_crops, local_size=local_size
     )

@@ -28,7 +28,17 @@ DEFAULT_SHUFFLE_BUFFER = 50_000
 
 
 def local_split(source: DataSource, split: str, *, process_index: int, process_count: int):
-    """This process's part of ``split`` (``tfds.split_for_jax_process``), after checks."""
+    """This process's part of ``split`` (``tfds.split_for_jax_process``), after checks.
+
+    Args:
+      source: the dataset.
+      split: a split of ``source`` (ValueError naming the available ones otherwise).
+      process_index: this process, ``0 <= process_index < process_count``.
+      process_count: number of processes sharing the split.
+
+    Returns:
+      A TFDS split expression for this process's disjoint part of ``split``.
+    """
     source.check_split(split)
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(
@@ -64,13 +74,24 @@ def _decoder(source: DataSource, image_size: int, crop_fraction: float):
         if fixed:
             image = tf.ensure_shape(image, (image_size, image_size, 3))
         else:
-            image = _resize_center_crop(image, image_size, crop_fraction)
+            image = resize_center_crop(image, image_size, crop_fraction)
         return {"image": image, "label": ex["label"]}
 
     return decode
 
 
-def _resize_center_crop(image: tf.Tensor, size: int, crop_fraction: float) -> tf.Tensor:
+def resize_center_crop(image: tf.Tensor, size: int, crop_fraction: float) -> tf.Tensor:
+    """The evaluation resize: shorter side to ``ceil(size / crop_fraction)``, centre crop.
+
+    Args:
+      image: one ``[H, W, 3]`` image (any real dtype; uint8 from the decoders).
+      size: side of the output.
+      crop_fraction: the crop's share of the resized shorter side (0.875 = ImageNet's 224
+        of 256).
+
+    Returns:
+      uint8 ``[size, size, 3]`` (bilinear, antialiased, rounded and clipped).
+    """
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     target = tf.cast(tf.math.ceil(size / crop_fraction), tf.float32)
     new = tf.cast(tf.math.round(shape * target / tf.reduce_min(shape)), tf.int32)
@@ -175,7 +196,17 @@ def _numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
 def num_eval_batches(
     source: DataSource, *, split: str, batch_size: int, process_count: int = 1
 ) -> int:
-    """Batches every process yields in :func:`eval_batches`: ``ceil(ceil(N / P) / B)``."""
+    """Batches every process yields in :func:`eval_batches`: ``ceil(ceil(N / P) / B)``.
+
+    Args:
+      source: the dataset.
+      split: the evaluation split (``N`` examples).
+      batch_size: ``B``, examples per batch and process.
+      process_count: ``P``.
+
+    Returns:
+      The number of batches (the last ones padded to ``B`` rows).
+    """
     n = source.num_examples(split)
     return math.ceil(math.ceil(n / process_count) / batch_size)
 

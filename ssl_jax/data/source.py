@@ -19,14 +19,20 @@ from ssl_jax.data import folder
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The shared CIFAR-10 JPEG archive, looked up relative to the repository root.
 SHARED_CIFAR10_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
+"""The shared CIFAR-10 JPEG archive, looked up relative to the repository root."""
 FOLDER_PREFIX = "folder:"
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
-    """A prepared TFDS dataset and a human-readable account of where it came from."""
+    """A prepared TFDS dataset and a human-readable account of where it came from.
+
+    Attributes:
+      builder: the prepared ``tfds.core.DatasetBuilder``.
+      description: where the data came from, printed at the start of a run.
+      skipped: unreadable images left out when the images were prepared (``skip_corrupt``).
+    """
 
     builder: tfds.core.DatasetBuilder
     description: str
@@ -34,14 +40,17 @@ class DataSource:
 
     @property
     def name(self) -> str:
+        """The TFDS dataset name."""
         return self.builder.info.name
 
     @property
     def num_classes(self) -> int:
+        """Number of label classes."""
         return self.builder.info.features["label"].num_classes
 
     @property
     def class_names(self) -> list[str]:
+        """Label names, in label order."""
         return list(self.builder.info.features["label"].names)
 
     @property
@@ -51,6 +60,7 @@ class DataSource:
 
     @property
     def splits(self) -> list[str]:
+        """Names of the prepared splits, sorted."""
         return sorted(self.builder.info.splits.keys())
 
     def num_examples(self, split: str) -> int:
@@ -59,8 +69,14 @@ class DataSource:
         return int(self.builder.info.splits[split].num_examples)
 
     def check_split(self, split) -> None:
-        base = split.split("[")[0] if isinstance(split, str) else getattr(split, "split", "")
-        for part in str(base).split("+"):
+        """Raises ValueError naming the available splits if ``split`` uses a missing one.
+
+        Args:
+          split: a TFDS split expression (``'train[:10%]+test'``) or ``ReadInstruction``.
+        """
+        # A process's part (tfds.split_for_jax_process) wraps the expression in `.split`.
+        expr = split if isinstance(split, str) else str(getattr(split, "split", ""))
+        for part in (p.split("[")[0].strip() for p in expr.split("+")):
             if part and part not in self.builder.info.splits:
                 raise ValueError(
                     f"dataset {self.name!r} has no split {part!r}; it has {self.splits}"
@@ -68,7 +84,11 @@ class DataSource:
 
 
 def default_data_dir() -> Path:
-    """``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (the TFDS default)."""
+    """``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (the TFDS default).
+
+    Returns:
+      The directory as an absolute ``Path`` (``~`` expanded).
+    """
     return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
 
 

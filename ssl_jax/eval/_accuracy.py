@@ -14,11 +14,14 @@ def topk_accuracy(
 
     Args:
       scores: ``[M, C]`` class scores (higher is better).
-      labels: ``[M]`` integer labels.
+      labels: ``[M]`` integer labels in ``[0, C)`` (checked on the valid rows).
       mask: optional ``[M]`` bool of valid rows (padding excluded from the count).
       votes: the scores are vote totals (kNN): a class without votes (score <= 0) is never a
         hit, so with fewer than 5 voted classes (e.g. k = 1) top-5 is not inflated by
         whichever zero-vote classes the tie-breaking happens to rank first.
+
+    Raises:
+      ValueError: wrong shapes, no valid rows, or a valid row's label outside ``[0, C)``.
 
     Returns:
       ``{'top1': %, 'top5': %}``; top-5 uses ``min(5, C)`` classes. On tied scores the lower
@@ -38,7 +41,14 @@ def topk_accuracy(
     count = int(valid.sum())
     if count == 0:
         raise ValueError("no valid rows to score (the mask is all False or the set is empty)")
-    top = min(5, scores.shape[1])
+    num_classes = scores.shape[1]
+    checked = labels[valid]
+    if checked.size and (checked.min() < 0 or checked.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) for {num_classes} class scores, got range "
+            f"[{checked.min()}, {checked.max()}]"
+        )
+    top = min(5, num_classes)
     ranked = np.argsort(-scores, axis=1, kind="stable")[:, :top]
     hit = ranked == labels[:, None]
     if votes:

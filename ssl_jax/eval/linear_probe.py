@@ -56,7 +56,15 @@ def init_online_probe(rng: jax.Array, feature_dim: int, num_classes: int) -> Par
 
 
 def linear_logits(params: Params, features: jax.Array) -> jax.Array:
-    """``features @ kernel + bias``: ``[B, F] -> [B, C]``."""
+    """``features @ kernel + bias``: ``[B, F] -> [B, C]``.
+
+    Args:
+      params: ``{'kernel': [F, C], 'bias': [C]}`` (e.g. from :func:`init_online_probe`).
+      features: ``[B, F]``.
+
+    Returns:
+      Logits ``[B, C]``.
+    """
     return features @ params["kernel"] + params["bias"]
 
 

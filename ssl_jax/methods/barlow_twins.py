@@ -18,6 +18,10 @@ class BarlowTwins(SiameseMethod):
     (solo-learn's ``scale_loss``, 0.1 for CIFAR; 1 in the paper). ``aux`` is empty. Logged:
     the loss and its unweighted ``on_diag`` / ``off_diag`` terms.
 
+    Attributes:
+      lambda_: weight of the off-diagonal (redundancy) term.
+      scale: factor on the whole loss.
+
     References:
       Zbontar, Jing, Misra, LeCun & Deny, "Barlow Twins: Self-Supervised Learning via
       Redundancy Reduction", ICML 2021 (Alg. 1); da Costa et al., "solo-learn", JMLR 2022

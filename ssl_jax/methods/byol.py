@@ -23,6 +23,7 @@ class BYOL(MomentumTargetMethod):
 
     @property
     def target_net(self) -> SiameseNet:
+        """The target network's module: ``net`` without the predictor."""
         return self.net.clone(predictor=None)
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):

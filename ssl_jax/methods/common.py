@@ -186,6 +186,9 @@ class SiameseMethod(Method):
     """A method whose trained network is one ``SiameseNet``: the shared set-up and encoder.
 
     Subclasses add their auxiliary state through :meth:`init_aux` and write ``loss``.
+
+    Attributes:
+      net: the trained network; :meth:`encode` returns its eval-mode backbone features.
     """
 
     net: SiameseNet
@@ -254,6 +257,7 @@ class MomentumTargetMethod(SiameseMethod):
         return self.init_target(params, batch_stats)
 
     def momentum(self, step: jax.Array) -> jax.Array:
+        """The EMA momentum ``m(step)`` of the cosine schedule (float32 scalar)."""
         return cosine_ema_momentum(step, self.total_steps, base=self.ema_base, final=self.ema_final)
 
     def after_update(self, params, aux, step):

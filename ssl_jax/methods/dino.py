@@ -72,6 +72,16 @@ class DINO(MomentumTargetMethod):
     representation used downstream; the head's ``K``-way logits are a distribution, whose
     collapse ``teacher_entropy`` tracks).
 
+    Attributes:
+      num_global_crops: views the teacher sees (the first ones).
+      student_temp: student softmax temperature.
+      teacher_temp: teacher temperature after the warm-up.
+      warmup_teacher_temp: teacher temperature at step 0.
+      warmup_teacher_temp_steps: length of the linear warm-up, in optimiser steps.
+      center_momentum: EMA momentum of the center.
+      freeze_last_layer_steps: steps during which the head's last layer gets no gradient.
+      target_exclude: online parameter collections the teacher lacks (none: it has the head).
+
     References:
       Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021
       (Alg. 1; facebookresearch/dino ``main_dino.py``).
@@ -111,6 +121,7 @@ class DINO(MomentumTargetMethod):
         return {"params": params, "batch_stats": stats, "aux": aux}
 
     def temperature(self, step: jax.Array) -> jax.Array:
+        """The teacher temperature at optimiser step ``step`` (:func:`teacher_temperature`)."""
         return teacher_temperature(
             step,
             warmup=self.warmup_teacher_temp,

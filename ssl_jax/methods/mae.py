@@ -62,6 +62,12 @@ class MAE(Method):
     forward on 25% of the patches). Their alignment says how much the representation
     depends on which patches are visible.
 
+    Attributes:
+      net: the :class:`MAENet` (encoder + decoder).
+      patch_size: side of the square patches, as the encoder's.
+      mask_ratio: fraction of each image's patches that is masked.
+      norm_pix_loss: targets are patches normalised by their own mean and std.
+
     References:
       He, Chen, Xie, Li, Dollar & Girshick, "Masked Autoencoders Are Scalable Vision
       Learners", CVPR 2022 (Sec. 3; official ``models_mae.py``).

@@ -37,6 +37,11 @@ class MoCoV2(MomentumTargetMethod):
     Collapse monitors get ``(q1, q2)`` (online projections of both views) when symmetric,
     else ``(q1, k2)``: the query and the key it is pulled towards.
 
+    Attributes:
+      queue_size: ``K``, keys kept in the queue (65536 on ImageNet, 4096 in the CIFAR demo).
+      temperature: InfoNCE temperature (0.2 in MoCo v2, 0.1 in the CIFAR demo).
+      symmetric: both directions and ``2B`` enqueued keys (see above).
+
     References:
       He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR
       2020; Chen, Fan, Girshick & He, "Improved Baselines with Momentum Contrastive
@@ -56,6 +61,7 @@ class MoCoV2(MomentumTargetMethod):
 
     @property
     def target_net(self) -> SiameseNet:
+        """The key encoder's module: the online ``net`` itself (MoCo v2 has no predictor)."""
         return self.net
 
     def init(self, rng, images):
@@ -124,6 +130,9 @@ class MoCoV3(MomentumTargetMethod):
     ``2 * temperature`` factor). ``aux`` holds ``{'target_params', 'target_batch_stats'}``.
     Collapse monitors get the online projections of the two views.
 
+    Attributes:
+      temperature: contrastive temperature (1.0 for ResNet-50, 0.2 for ViT in the paper).
+
     References:
       Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers",
       ICCV 2021 (Alg. 1; facebookresearch/moco-v3 ``moco/builder.py``).
@@ -138,6 +147,7 @@ class MoCoV3(MomentumTargetMethod):
 
     @property
     def target_net(self) -> SiameseNet:
+        """The momentum encoder's module: ``net`` without the predictor."""
         return self.net.clone(predictor=None)
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):

@@ -10,6 +10,11 @@ class SiameseNet(nn.Module):
     Returns ``(h, z, p)``: backbone features, projections and predictions (``p is z`` when
     there is no predictor, ``z is h`` when there is no projector). A target network is the
     same module built with ``predictor=None`` and applied to the online ``params`` subset.
+
+    Attributes:
+      encoder: the backbone, ``(x, *, train) -> [B, F]``.
+      projector: the projection head ``(h, *, train) -> z``, or None.
+      predictor: the prediction head ``(z, *, train) -> p``, or None.
     """
 
     encoder: nn.Module

@@ -9,7 +9,15 @@ from ssl_jax.methods.common import SiameseMethod, apply_train
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SimCLR(SiameseMethod):
-    """SimCLR.
+    """SimCLR: NT-Xent between the projections of two views, other images as negatives.
+
+    ``net`` is backbone + projector (no predictor); the loss
+    (:func:`ssl_jax.losses.nt_xent_loss`) contrasts every projection with the other view of
+    its image against the ``2B - 2`` other views of the global batch. ``aux`` is empty.
+    Collapse monitors get the two views' projections.
+
+    Attributes:
+      temperature: NT-Xent temperature (0.5 in the CIFAR recipe, 0.1 on ImageNet).
 
     References:
       Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",

@@ -69,6 +69,7 @@ class Supervised(SiameseMethod):
 
     @property
     def num_classes(self) -> int:
+        """Classes of the classifier head (``net.projector``)."""
         return self.net.projector.num_classes
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None, labels=None):

@@ -77,6 +77,15 @@ class SwAV(SiameseMethod):
 
     Collapse monitors get the normalised projections of the two global crops.
 
+    Attributes:
+      num_high_res: the first views, which get codes (the global crops).
+      temperature: softmax temperature of the predictions.
+      epsilon: entropic regularisation of Sinkhorn-Knopp.
+      sinkhorn_iters: Sinkhorn-Knopp iterations.
+      freeze_prototypes_steps: steps during which the prototypes get no gradient.
+      queue_size: ``Q``, past embeddings kept per high-resolution crop (0 = no queue).
+      queue_start_step: the step from which the queue is filled and used.
+
     References:
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
       Assignments", NeurIPS 2020 (Sec. 3, App. A; ``main_swav.py``).

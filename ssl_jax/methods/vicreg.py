@@ -16,6 +16,11 @@ class VICReg(SiameseMethod):
     of the global batch (:func:`ssl_jax.losses.vicreg_loss`). ``aux`` is empty. Logged: the
     loss and its unweighted ``invariance`` / ``variance`` / ``covariance`` terms.
 
+    Attributes:
+      sim_coeff: weight of the invariance (MSE) term.
+      std_coeff: weight of the variance (hinge on the per-dimension std) term.
+      cov_coeff: weight of the covariance term.
+
     References:
       Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
       Self-Supervised Learning", ICLR 2022 (Alg. 1; official ``main_vicreg.py``).

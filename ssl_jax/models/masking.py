@@ -10,7 +10,15 @@ from ssl_jax.models.vit import TransformerBlock, dense_init, sincos_pos_embed, t
 
 
 def num_kept(num_patches: int, mask_ratio: float) -> int:
-    """Visible patches per image for a mask ratio: ``int(N * (1 - mask_ratio))`` as in MAE."""
+    """Visible patches per image for a mask ratio: ``int(N * (1 - mask_ratio))`` as in MAE.
+
+    Args:
+      num_patches: ``N``, patches per image.
+      mask_ratio: fraction of the patches that is masked, in [0, 1).
+
+    Returns:
+      The number of visible (kept) patches.
+    """
     return int(num_patches * (1 - mask_ratio))
 
 

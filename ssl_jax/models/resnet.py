@@ -164,15 +164,39 @@ class ResNet(nn.Module):
 
 
 def resnet18(**kw: Any) -> ResNet:
-    """ResNet-18: basic blocks (2, 2, 2, 2), 512 features, 11.18M parameters (ImageNet stem)."""
+    """ResNet-18: basic blocks (2, 2, 2, 2), 512 features, 11.18M parameters (ImageNet stem).
+
+    Args:
+      **kw: other ``ResNet`` fields (``stem``, ``width_multiplier``, ``dtype``,
+        ``bn_axis_name`` ...).
+
+    Returns:
+      The (unbound) ``ResNet`` module.
+    """
     return ResNet(stage_sizes=(2, 2, 2, 2), block="basic", **kw)
 
 
 def resnet34(**kw: Any) -> ResNet:
-    """ResNet-34: basic blocks (3, 4, 6, 3), 512 features, 21.28M parameters (ImageNet stem)."""
+    """ResNet-34: basic blocks (3, 4, 6, 3), 512 features, 21.28M parameters (ImageNet stem).
+
+    Args:
+      **kw: other ``ResNet`` fields (``stem``, ``width_multiplier``, ``dtype``,
+        ``bn_axis_name`` ...).
+
+    Returns:
+      The (unbound) ``ResNet`` module.
+    """
     return ResNet(stage_sizes=(3, 4, 6, 3), block="basic", **kw)
 
 
 def resnet50(**kw: Any) -> ResNet:
-    """ResNet-50: bottleneck blocks (3, 4, 6, 3), 2048 features, 23.51M parameters."""
+    """ResNet-50: bottleneck blocks (3, 4, 6, 3), 2048 features, 23.51M parameters.
+
+    Args:
+      **kw: other ``ResNet`` fields (``stem``, ``width_multiplier``, ``dtype``,
+        ``bn_axis_name`` ...).
+
+    Returns:
+      The (unbound) ``ResNet`` module.
+    """
     return ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", **kw)

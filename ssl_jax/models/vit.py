@@ -251,15 +251,39 @@ class ViT(nn.Module):
 
 
 def vit_tiny(patch_size: int = 16, **kw: Any) -> ViT:
-    """ViT-Ti: D=192, 12 blocks, 3 heads (5.52M parameters at /16 with learned pos-embed)."""
+    """ViT-Ti: D=192, 12 blocks, 3 heads (5.52M parameters at /16 with learned pos-embed).
+
+    Args:
+      patch_size: side of the square patches in pixels.
+      **kw: other ``ViT`` fields (``dtype``, ``depth``, ``use_mask_token`` ...).
+
+    Returns:
+      The (unbound) ``ViT`` module.
+    """
     return ViT(patch_size=patch_size, hidden_size=192, depth=12, num_heads=3, **kw)
 
 
 def vit_small(patch_size: int = 16, **kw: Any) -> ViT:
-    """ViT-S: D=384, 12 blocks, 6 heads (21.67M parameters at /16 with learned pos-embed)."""
+    """ViT-S: D=384, 12 blocks, 6 heads (21.67M parameters at /16 with learned pos-embed).
+
+    Args:
+      patch_size: side of the square patches in pixels.
+      **kw: other ``ViT`` fields (``dtype``, ``depth``, ``use_mask_token`` ...).
+
+    Returns:
+      The (unbound) ``ViT`` module.
+    """
     return ViT(patch_size=patch_size, hidden_size=384, depth=12, num_heads=6, **kw)
 
 
 def vit_base(patch_size: int = 16, **kw: Any) -> ViT:
-    """ViT-B: D=768, 12 blocks, 12 heads (85.80M parameters at /16 with learned pos-embed)."""
+    """ViT-B: D=768, 12 blocks, 12 heads (85.80M parameters at /16 with learned pos-embed).
+
+    Args:
+      patch_size: side of the square patches in pixels.
+      **kw: other ``ViT`` fields (``dtype``, ``depth``, ``use_mask_token`` ...).
+
+    Returns:
+      The (unbound) ``ViT`` module.
+    """
     return ViT(patch_size=patch_size, hidden_size=768, depth=12, num_heads=12, **kw)

@@ -16,6 +16,17 @@ What this layer adds to ``ocp.CheckpointManager``:
   again) and the previous one is tried. Orbax writes into a temporary directory and renames
   it when complete, so a save cut short never shows up as a step.
 
+A write that fails part-way (disk full, quota, I/O error) raises
+:class:`CheckpointWriteError` naming the step and the OS error; the earlier checkpoints are
+untouched. What a killed or failed save leaves behind (Orbax's ``<step>.orbax-checkpoint-tmp``
+directory) is never restored, and :func:`remove_partial_saves` (called by the training loop,
+which owns its directory) deletes it.
+
+Test hook: with ``SSL_JAX_CHECKPOINT_PAUSE=<step>:<file>`` in the environment, the save of
+``<step>`` creates ``<file>`` and then blocks just before Orbax commits the step (all data
+written, the directory not yet renamed), so a fault test can kill the process inside the
+write. It is read once per :class:`Checkpointer`; unset, Orbax's defaults are used unchanged.
+
 Only local (or mounted) file systems are supported: the probes use ``os.fsync`` and
 ``shutil.disk_usage``.
 
@@ -23,10 +34,13 @@ References:
   Orbax ``CheckpointManager`` docs (orbax-checkpoint 0.12).
 """
 
+import asyncio
+import contextlib
 import errno
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,6 +58,7 @@ PyTree = Any
 FORMAT_VERSION = 1
 DEFAULT_MIN_FREE_BYTES = 100 * 2**20
 _STATE, _META = "state", "meta"
+PAUSE_ENV = "SSL_JAX_CHECKPOINT_PAUSE"  # the test hook of the module docstring
 
 
 class CheckpointDirError(OSError):
@@ -56,6 +71,10 @@ class NonFiniteStateError(ValueError):
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint could not be read back, or its contents fail verification."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed part-way (disk full, quota, I/O error)."""
 
 
 # -- integrity -------------------------------------------------------------------------------
@@ -148,6 +167,14 @@ def _brief(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def _os_error_code(e: BaseException) -> int | None:
+    """The errno of an OSError, or the one TensorStore puts in its messages."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    found = re.search(r"os_error_code='?(\d+)", str(e))
+    return int(found.group(1)) if found else None
+
+
 def _all_processes_agree(ok: bool) -> bool:
     if jax.process_count() == 1:
         return ok
@@ -191,6 +218,47 @@ def check_directory(directory: Path, *, min_free_bytes: int = DEFAULT_MIN_FREE_B
         )
 
 
+def remove_partial_saves(directory: str | os.PathLike) -> list[Path]:
+    """Deletes the unfinished saves (Orbax temporary step directories) in ``directory``.
+
+    Only the owner of the directory (the training run) may call this: it would also delete
+    a save in progress by another process.
+
+    Args:
+      directory: a checkpoint directory.
+
+    Returns:
+      The directories removed (on process 0; the other processes return ``[]``).
+    """
+    removed = []
+    if jax.process_index() == 0:
+        for tmp in ocp.step.all_temporary_paths(Path(directory)):
+            path = Path(tmp.get())
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            log.warning("removed the unfinished checkpoint save %s", path)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("ssl_jax_remove_partial_saves")
+    return removed
+
+
+def _pausing_commit(spec: str) -> type:
+    """Orbax's atomic-rename commit, blocking first at the step of ``PAUSE_ENV`` (tests)."""
+    step, _, ready = spec.partition(":")
+    if not step.isdigit() or not ready:
+        raise ValueError(f"{PAUSE_ENV} must be '<step>:<file>', got {spec!r}")
+
+    class PausingRename(ocp.path.atomicity.AtomicRenameTemporaryPath):
+        async def finalize(self, *args, **kwargs):
+            if self.get_final().name == step:
+                log.warning("%s: pausing before committing %s", PAUSE_ENV, self.get_final())
+                Path(ready).write_text(str(os.getpid()))
+                await asyncio.sleep(600.0)  # the test kills us first
+            return await super().finalize(*args, **kwargs)
+
+    return PausingRename
+
+
 # -- the checkpointer ------------------------------------------------------------------------
 class Checkpointer:
     """Saves and restores ``(step, state pytree, JSON metadata)`` under ``workdir``.
@@ -225,14 +293,18 @@ class Checkpointer:
         self.min_free_bytes = int(min_free_bytes)
         self.save_every = int(save_every)
         check_directory(self.directory, min_free_bytes=self.min_free_bytes)
+        pause = os.environ.get(PAUSE_ENV)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=int(max_to_keep),
             enable_async_checkpointing=async_save,
             create=True,
+            temporary_path_class=_pausing_commit(pause) if pause else None,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(_STATE, _META)
         )
+        self._async = bool(async_save)
+        self._writing: int | None = None  # the step of an asynchronous save maybe in flight
 
     # -- queries ---------------------------------------------------------------------------
     def all_steps(self) -> list[int]:
@@ -240,6 +312,7 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None when there is none."""
         steps = self.all_steps()
         return steps[-1] if steps else None
 
@@ -264,6 +337,7 @@ class Checkpointer:
         Raises:
           NonFiniteStateError: some leaf holds NaN/Inf (named in the message).
           CheckpointDirError: not enough free space for this state.
+          CheckpointWriteError: this save, or an asynchronous one still in flight, failed.
           ValueError: ``meta`` is not JSON-serialisable, or ``step`` is negative.
         """
         if int(step) != step or step < 0:
@@ -292,7 +366,27 @@ class Checkpointer:
         args = ocp.args.Composite(
             **{_STATE: ocp.args.StandardSave(state), _META: ocp.args.JsonSave(record)}
         )
-        return bool(self._manager.save(step, args=args, force=True))
+        # An asynchronous save still in flight must finish first (its failure is its own).
+        self.wait()
+        with self._write_errors(step):
+            started = bool(self._manager.save(step, args=args, force=True))
+        self._writing = step if self._async else None
+        return started
+
+    @contextlib.contextmanager
+    def _write_errors(self, step: int | None):
+        """Orbax/TensorStore write failures -> one CheckpointWriteError naming the step."""
+        try:
+            yield
+        except (ValueError, OSError, RuntimeError) as e:  # what Orbax/TensorStore raise
+            code = _os_error_code(e)
+            cause = f"{os.strerror(code)}; " if code else ""  # OSError's str adds the errno
+            raise CheckpointWriteError(
+                code or errno.EIO,
+                f"writing checkpoint {step} to {self.directory} failed: {cause}{_brief(e)}. "
+                f"The complete checkpoints {self.all_steps()} are untouched; free space (or "
+                "fix the directory) and restart: the unfinished save is removed then.",
+            ) from e
 
     def _check_space(self, state: PyTree) -> None:
         nbytes = sum(int(getattr(x, "nbytes", 8)) for x in jax.tree.leaves(state))
@@ -307,11 +401,13 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk (re-raises their errors)."""
-        self._manager.wait_until_finished()
+        step, self._writing = self._writing, None
+        with self._write_errors(step):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for pending saves and releases Orbax's resources."""
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
 
     def __enter__(self) -> "Checkpointer":

@@ -52,23 +52,43 @@ def _check_finite(step: int, m: dict[str, float], skip: bool) -> None:
     raise NonFiniteLossError(msg + " Lower the learning rate or set train.skip_nonfinite=True.")
 
 
+def _check_num_classes(source: data.DataSource, num_classes: int) -> None:
+    # Under jit a label outside the classifier is not an error, just a silent wrong loss.
+    if "label" in source.builder.info.features and source.num_classes > num_classes:
+        raise ValueError(
+            f"dataset {source.name!r} has {source.num_classes} classes but data.num_classes="
+            f"{num_classes}: its labels would fall outside the classifiers; set "
+            f"--config.data.num_classes={source.num_classes}"
+        )
+
+
 class Trainer:
-    """Holds what one run needs; ``run()`` trains from the latest checkpoint to the end."""
+    """Holds what one run needs; ``run()`` trains from the latest checkpoint to the end.
+
+    Construction validates the config, resolves the data source, probes the checkpoint
+    directory and builds the method, optimisers and schedules; nothing is compiled yet.
+
+    Args:
+      config: the run's ``ml_collections.ConfigDict`` (schema in ``ssl_jax.config``).
+      workdir: where checkpoints, ``config.json``, ``metrics.jsonl`` and TensorBoard go.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path):
         self.config = config
         self.workdir = Path(workdir)
         cfg.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
-        self.source = data.resolve_source(
-            config.data.dataset,
-            data_dir=config.data.data_dir or None,
-            skip_corrupt=config.data.skip_corrupt,
-        )
+        # Before the data: an unwritable or full disk must fail before a long preparation.
         self.ckpt = checkpoint.Checkpointer(
             self.workdir / "checkpoints",
             max_to_keep=config.train.keep_checkpoints,
             async_save=config.train.async_checkpoint,
         )
+        self.source = data.resolve_source(
+            config.data.dataset,
+            data_dir=config.data.data_dir or None,
+            skip_corrupt=config.data.skip_corrupt,
+        )
+        _check_num_classes(self.source, config.data.num_classes)
         self.mesh = data_mesh()
         n_train = self.source.num_examples(config.data.train_split)
         if n_train < config.data.batch_size:
@@ -102,6 +122,15 @@ class Trainer:
         return init(jax.random.fold_in(self.base_key, -1 % 2**31), jnp.asarray(sample_images))
 
     def restore_or_init(self, sample_images: np.ndarray) -> TrainState:
+        """The latest intact checkpoint of ``workdir``, or a freshly initialised state.
+
+        Args:
+          sample_images: a uint8 batch ``[B, H, W, 3]`` to initialise the networks on (also
+            gives the shapes the checkpoint is restored into).
+
+        Returns:
+          The training state, replicated over the mesh.
+        """
         state = self._init_state(sample_images)
         restored = self.ckpt.restore_latest(state)
         if restored is None:
@@ -160,6 +189,7 @@ class Trainer:
         (self.workdir / "config.json").write_text(c.to_json_best_effort(indent=1))
         if jax.process_index() == 0:
             print(f"data: {self.source.description}", flush=True)
+        checkpoint.remove_partial_saves(self.ckpt.directory)  # left by a killed run
         state = self.restore_or_init(next(self.batches(0))["image"])
         start = int(jax.device_get(state.step))
         # Step s always trains on batch s of the stream: resumed == uninterrupted.
@@ -189,6 +219,9 @@ class Trainer:
                 # Agreed by all hosts when multi-host (must be asked at every step).
                 stop = guard.should_stop_at(done) or done == stop_at
                 if done % c.train.checkpoint_every == 0 or stop:
+                    # A NaN stop must come before this state can reach the disk.
+                    self._report(writer, bar, *pending)
+                    pending = None
                     self._save(done, state)
                 if stop:
                     log.warning("termination signal: checkpoint saved at step %d, exiting", done)
@@ -221,7 +254,15 @@ class Trainer:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Pretrains ``config.method`` into ``workdir`` (resuming from its latest checkpoint)."""
+    """Pretrains ``config.method`` into ``workdir`` (resuming from its latest checkpoint).
+
+    Args:
+      config: the run's config (``experiments/configs/*.py`` ``get_config()``).
+      workdir: the run's directory.
+
+    Returns:
+      The final ``TrainState``.
+    """
     return Trainer(config, workdir).run()
 
 

@@ -52,7 +52,14 @@ class JsonlWriter(metric_writers.MetricWriter):
 
 
 def create_writer(workdir: str | Path) -> metric_writers.MetricWriter:
-    """TensorBoard + JSONL on process 0; the other processes write nothing."""
+    """TensorBoard + JSONL on process 0; the other processes write nothing.
+
+    Args:
+      workdir: events go to ``workdir/tensorboard``, scalars also to ``workdir/metrics.jsonl``.
+
+    Returns:
+      A ``clu.metric_writers.MetricWriter``.
+    """
     if jax.process_index() != 0:
         return metric_writers.MultiWriter([])
     workdir = Path(workdir)
@@ -65,5 +72,13 @@ def create_writer(workdir: str | Path) -> metric_writers.MetricWriter:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file, one dict per logged step, in file order.
+
+    Args:
+      path: a file written by the JSONL writer of :func:`create_writer`.
+
+    Returns:
+      A list of ``{'step': int, <metric>: float, ...}`` dicts.
+    """
     with Path(path).open() as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -64,6 +64,7 @@ class PreemptionGuard:
 
     @property
     def multihost(self) -> bool:
+        """Whether stops are agreed through JAX's preemption sync point (several processes)."""
         if self._multihost is None:
             return jax.process_count() > 1
         return self._multihost

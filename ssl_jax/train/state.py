@@ -13,6 +13,20 @@ from ssl_jax.methods.base import Method
 PyTree = Any
 
 
+def check_rgb_batch(images: jax.Array, name: str) -> None:
+    """Raises ValueError unless ``images`` is shaped ``[B, H, W, 3]`` (a static check).
+
+    Args:
+      images: an image batch (array or shape struct).
+      name: what to call it in the message.
+    """
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[-1] != 3:
+        gray = len(shape) == 4 and shape[-1] == 1
+        hint = "; grayscale: repeat it to 3 channels (np.repeat(x, 3, axis=-1))" if gray else ""
+        raise ValueError(f"{name} must be RGB images [B, H, W, 3], got shape {shape}{hint}")
+
+
 @flax.struct.dataclass
 class TrainState:
     """Arrays only (no functions), so Orbax can save and restore it as is.
@@ -47,7 +61,20 @@ def create_train_state(
     *,
     num_classes: int,
 ) -> TrainState:
-    """Initialises the method on a sample batch of uint8 images."""
+    """Initialises the method on a sample batch of uint8 images.
+
+    Args:
+      method: the method (its ``init`` makes params, BatchNorm statistics and aux state).
+      tx: the pretraining optimiser.
+      probe_tx: the online linear probe's optimiser.
+      rng: PRNG key for the networks and the probe.
+      sample_images: a uint8 batch ``[B, H, W, 3]`` (only shapes matter).
+      num_classes: classes of the online probe.
+
+    Returns:
+      A ``TrainState`` at step 0 with ``nonfinite_step = -1``.
+    """
+    check_rgb_batch(sample_images, "sample_images")
     init_key, probe_key = jax.random.split(rng)
     variables = method.init(init_key, sample_images)
     keys = jax.random.split(init_key, sample_images.shape[0])

@@ -18,7 +18,8 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax import metrics as ssl_metrics
 from ssl_jax.eval.linear_probe import online_probe_loss
 from ssl_jax.methods.base import Method
-from ssl_jax.train.state import TrainState
+from ssl_jax.train import xla_cpu
+from ssl_jax.train.state import TrainState, check_rgb_batch
 
 StepFn = Callable[[TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, dict]]
 
@@ -60,6 +61,18 @@ def make_step_fn(
     A step whose loss or gradients are not finite leaves every array of the state unchanged
     except ``step`` and ``nonfinite_step`` (the first such step), so a NaN can never reach a
     checkpoint; the loop decides whether to stop (default) or go on (skip the update).
+
+    Args:
+      method: the method to train.
+      tx: its optimiser (``optax``).
+      probe_tx: the online linear probe's optimiser.
+      lr_schedule: the learning-rate schedule of ``tx``, only for logging.
+      axis_name: the mapped axis under ``pmap``; None for ``jit`` over a ``Mesh``.
+
+    Returns:
+      ``step_fn(state, batch, base_key) -> (state, metrics)``: ``batch`` holds uint8
+      ``'image'`` ``[B, H, W, 3]`` and int ``'label'`` ``[B]`` (used by the probe and by
+      methods with ``needs_labels``); ``metrics`` is a dict of scalars.
     """
 
     def step_fn(state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array):
@@ -67,6 +80,7 @@ def make_step_fn(
         key = jax.random.fold_in(base_key, state.step)
         aug_key, loss_key = jax.random.split(key)
         images = batch["image"]
+        check_rgb_batch(images, "batch['image']")
         views = method.views(_image_keys(aug_key, images.shape[0], axis_name), images)
 
         extra = {"labels": batch["label"]} if method.needs_labels else {}
@@ -144,22 +158,52 @@ def make_step_fn(
 
 
 def data_mesh(axis: str = "data") -> Mesh:
-    """A 1-D mesh over every device, with compiler-propagated (``Auto``) sharding."""
+    """A 1-D mesh over every device, with compiler-propagated (``Auto``) sharding.
+
+    Args:
+      axis: the mesh axis name the batch is sharded on.
+
+    Returns:
+      A ``jax.sharding.Mesh`` of shape ``(jax.device_count(),)``.
+    """
     return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def jit_step(step_fn: StepFn, mesh: Mesh, *, data_axis: str = "data") -> StepFn:
-    """``jax.jit`` over ``mesh``: batch sharded on ``data_axis``, state replicated, donated."""
+def jit_step(step_fn: StepFn, mesh: Mesh, *, data_axis: str = "data", tuned: bool = True) -> StepFn:
+    """``jax.jit`` over ``mesh``: batch sharded on ``data_axis``, state replicated, donated.
+
+    Args:
+      step_fn: from :func:`make_step_fn` with ``axis_name=None``.
+      mesh: e.g. :func:`data_mesh`.
+      data_axis: the mesh axis that splits the batch.
+      tuned: compile with the backend's step options
+        (:func:`ssl_jax.train.xla_cpu.step_compiler_options`: on CPU, Eigen convolutions
+        instead of YNNPACK ones); False gives XLA's defaults.
+
+    Returns:
+      The compiled ``(state, batch, key) -> (state, metrics)``; the input state is donated.
+    """
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(data_axis))
+    options = xla_cpu.step_compiler_options(list(mesh.devices.flat)) if tuned else None
     return jax.jit(
         step_fn,
         in_shardings=(replicated, sharded, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
+        compiler_options=options,
     )
 
 
 def pmap_step(step_fn: StepFn, *, axis_name: str) -> Callable:
-    """``jax.pmap`` path: state replicated along a leading device axis, batch split on it."""
+    """``jax.pmap`` path: state replicated along a leading device axis, batch split on it.
+
+    Args:
+      step_fn: from :func:`make_step_fn` with the same ``axis_name``.
+      axis_name: the mapped axis the step's collectives reduce over.
+
+    Returns:
+      The pmapped ``(state, batch, key) -> (state, metrics)``: state and batch carry a
+      leading device axis, the key is shared; the input state is donated.
+    """
     return jax.pmap(step_fn, axis_name=axis_name, in_axes=(0, 0, None), donate_argnums=(0,))

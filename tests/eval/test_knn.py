@@ -165,3 +165,10 @@ def test_bad_inputs_raise():
         knn.knn_classify(tr, tl, te, num_classes=3, k=2, chunk_size=0)
     with pytest.raises(ValueError, match="no valid rows"):
         knn.knn_accuracy(tr, tl, te, yl, num_classes=3, k=2, mask=np.zeros(5, bool))
+    # Test labels out of range are an error, not silent misses; padding rows are not checked.
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\).*\[0, 5\]"):
+        knn.knn_accuracy(tr, tl, te, np.array([0, 1, 2, 5, 0]), num_classes=3, k=2)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        topk_accuracy(np.zeros((2, 3)), np.array([0, -1]))
+    pad = np.array([True, True, True, True, False])
+    knn.knn_accuracy(tr, tl, te, np.array([0, 1, 2, 1, 99]), num_classes=3, k=2, mask=pad)
