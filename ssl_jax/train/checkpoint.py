@@ -34,7 +34,6 @@ References:
   Orbax ``CheckpointManager`` docs (orbax-checkpoint 0.12).
 """
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -46,23 +45,38 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax import lax
 from jax.experimental import multihost_utils
+
+from ssl_jax.train import _integrity as integrity
+from ssl_jax.train._checkpoint_dir import (
+    DEFAULT_MIN_FREE_BYTES,
+    PAUSE_ENV,
+    CheckpointDirError,
+    check_directory,
+    pausing_commit,
+    remove_partial_saves,
+)
+
+__all__ = [
+    "DEFAULT_MIN_FREE_BYTES",
+    "FORMAT_VERSION",
+    "PAUSE_ENV",
+    "CheckpointDirError",
+    "CheckpointWriteError",
+    "Checkpointer",
+    "CorruptCheckpointError",
+    "NonFiniteStateError",
+    "check_directory",
+    "remove_partial_saves",
+]
 
 log = logging.getLogger(__name__)
 
 PyTree = Any
 FORMAT_VERSION = 1
-DEFAULT_MIN_FREE_BYTES = 100 * 2**20
 _STATE, _META = "state", "meta"
-PAUSE_ENV = "SSL_JAX_CHECKPOINT_PAUSE"  # the test hook of the module docstring
-
-
-class CheckpointDirError(OSError):
-    """The checkpoint directory cannot be used (not writable, or too little free space)."""
 
 
 class NonFiniteStateError(ValueError):
@@ -75,90 +89,6 @@ class CorruptCheckpointError(RuntimeError):
 
 class CheckpointWriteError(OSError):
     """Writing a checkpoint failed part-way (disk full, quota, I/O error)."""
-
-
-# -- integrity -------------------------------------------------------------------------------
-def _words(x: jax.Array) -> jax.Array:
-    """The raw bits of ``x`` as uint32 words (one per element, two for 64-bit types)."""
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        x = jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
-    if x.dtype == jnp.bool_:
-        return x.astype(jnp.uint32)
-    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}.get(x.dtype.itemsize)
-    if unsigned is None:
-        return x.astype(jnp.uint32)
-    return lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
-
-
-def _leaf_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(finite, [sum of words, sum of words * (2 i + 1)]) with uint32 wrap-around.
-
-    Odd weights are invertible mod 2**32, so changing any single word changes both sums;
-    the weights also catch swapped words. Integer sums do not depend on the sharding.
-    """
-    finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.array(True)
-    w = _words(x)
-    index = jnp.zeros(w.shape, jnp.uint32)
-    stride = 1
-    for axis in reversed(range(w.ndim)):
-        index = index + lax.broadcasted_iota(jnp.uint32, w.shape, axis) * jnp.uint32(stride)
-        stride = (stride * w.shape[axis]) % 2**32
-    sums = jnp.stack([jnp.sum(w, dtype=jnp.uint32), jnp.sum(w * (2 * index + 1), dtype=jnp.uint32)])
-    return finite, sums
-
-
-@jax.jit
-def _tree_stats(tree: PyTree) -> tuple[jax.Array, jax.Array]:
-    stats = [_leaf_stats(jnp.asarray(x)) for x in jax.tree.leaves(tree)]
-    if not stats:
-        return jnp.zeros((0,), bool), jnp.zeros((0, 2), jnp.uint32)
-    return jnp.stack([f for f, _ in stats]), jnp.stack([s for _, s in stats])
-
-
-def _host(x: jax.Array) -> np.ndarray:
-    # Outputs are replicated scalars/vectors: any local copy is the whole value.
-    return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
-
-
-def _leaf_records(state: PyTree) -> tuple[dict[str, dict], list[str]]:
-    """Per-leaf shape/dtype/checksums, and the paths of leaves holding NaN/Inf."""
-    paths_leaves = jax.tree_util.tree_leaves_with_path(state)
-    finite, sums = (_host(a) for a in _tree_stats(state))
-    records, bad = {}, []
-    for (kp, leaf), ok, (s1, s2) in zip(paths_leaves, finite, sums, strict=True):
-        path = jax.tree_util.keystr(kp)
-        records[path] = {
-            "shape": list(np.shape(leaf)),
-            "dtype": _dtype_name(leaf),
-            "checksum": [int(s1), int(s2)],
-        }
-        if not ok:
-            bad.append(path)
-    return records, bad
-
-
-def _dtype_name(x: Any) -> str:
-    return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
-
-
-def _layout(tree: PyTree) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {
-        jax.tree_util.keystr(kp): (tuple(np.shape(x)), _dtype_name(x))
-        for kp, x in jax.tree_util.tree_leaves_with_path(tree)
-    }
-
-
-def _abstract(tree: PyTree) -> PyTree:
-    """Restore targets: live ``jax.Array`` leaves become shape structs with their sharding."""
-
-    def leaf(x):
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-        return x
-
-    return jax.tree.map(leaf, tree)
 
 
 def _brief(e: BaseException, limit: int = 300) -> str:
@@ -179,84 +109,6 @@ def _all_processes_agree(ok: bool) -> bool:
     if jax.process_count() == 1:
         return ok
     return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
-
-
-# -- the directory -------------------------------------------------------------------------
-def check_directory(directory: Path, *, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES) -> None:
-    """Creates ``directory`` and proves it is writable and has ``min_free_bytes`` free.
-
-    Raises:
-      CheckpointDirError: naming the directory and what is wrong.
-    """
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CheckpointDirError(
-            e.errno, f"cannot create checkpoint directory {directory}: {e.strerror or e}"
-        ) from e
-    probe = directory / f".write-probe-{jax.process_index()}-{os.getpid()}"
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 4096)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise CheckpointDirError(
-            e.errno, f"checkpoint directory {directory} is not writable: {e.strerror or e}"
-        ) from e
-    finally:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
-    free = shutil.disk_usage(directory).free
-    if free < min_free_bytes:
-        raise CheckpointDirError(
-            errno.ENOSPC,
-            f"checkpoint directory {directory} has {free / 2**20:.1f} MiB free, "
-            f"less than the {min_free_bytes / 2**20:.1f} MiB required",
-        )
-
-
-def remove_partial_saves(directory: str | os.PathLike) -> list[Path]:
-    """Deletes the unfinished saves (Orbax temporary step directories) in ``directory``.
-
-    Only the owner of the directory (the training run) may call this: it would also delete
-    a save in progress by another process.
-
-    Args:
-      directory: a checkpoint directory.
-
-    Returns:
-      The directories removed (on process 0; the other processes return ``[]``).
-    """
-    removed = []
-    if jax.process_index() == 0:
-        for tmp in ocp.step.all_temporary_paths(Path(directory)):
-            path = Path(tmp.get())
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-            log.warning("removed the unfinished checkpoint save %s", path)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("ssl_jax_remove_partial_saves")
-    return removed
-
-
-def _pausing_commit(spec: str) -> type:
-    """Orbax's atomic-rename commit, blocking first at the step of ``PAUSE_ENV`` (tests)."""
-    step, _, ready = spec.partition(":")
-    if not step.isdigit() or not ready:
-        raise ValueError(f"{PAUSE_ENV} must be '<step>:<file>', got {spec!r}")
-
-    class PausingRename(ocp.path.atomicity.AtomicRenameTemporaryPath):
-        async def finalize(self, *args, **kwargs):
-            if self.get_final().name == step:
-                log.warning("%s: pausing before committing %s", PAUSE_ENV, self.get_final())
-                Path(ready).write_text(str(os.getpid()))
-                await asyncio.sleep(600.0)  # the test kills us first
-            return await super().finalize(*args, **kwargs)
-
-    return PausingRename
 
 
 # -- the checkpointer ------------------------------------------------------------------------
@@ -298,7 +150,7 @@ class Checkpointer:
             max_to_keep=int(max_to_keep),
             enable_async_checkpointing=async_save,
             create=True,
-            temporary_path_class=_pausing_commit(pause) if pause else None,
+            temporary_path_class=pausing_commit(pause) if pause else None,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(_STATE, _META)
@@ -354,7 +206,7 @@ class Checkpointer:
             return False
         if not force and (step % self.save_every or (steps and step < max(steps))):
             return False
-        leaves, bad = _leaf_records(state)
+        leaves, bad = integrity.leaf_records(state)
         if bad:
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise NonFiniteStateError(
@@ -433,7 +285,7 @@ class Checkpointer:
           ValueError: the checkpoint holds a state of another structure (not corruption).
           CorruptCheckpointError: it cannot be read, or its arrays fail the checksums.
         """
-        target = _abstract(abstract_state)
+        target = integrity.abstract_like(abstract_state)
         try:
             record = self._manager.restore(
                 step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()})
@@ -442,7 +294,7 @@ class Checkpointer:
             layout = {p: (tuple(r["shape"]), r["dtype"]) for p, r in stored.items()}
         except Exception as e:
             raise CorruptCheckpointError(f"metadata unreadable: {_brief(e)}") from e
-        expected = _layout(target)
+        expected = integrity.layout(target)
         if layout != expected:
             missing = sorted(set(expected) - set(layout))[:5]
             extra = sorted(set(layout) - set(expected))[:5]
@@ -457,7 +309,7 @@ class Checkpointer:
             )[_STATE]
         except Exception as e:
             raise CorruptCheckpointError(f"arrays unreadable: {_brief(e)}") from e
-        leaves, _ = _leaf_records(restored)
+        leaves, _ = integrity.leaf_records(restored)
         damaged = [p for p, r in leaves.items() if r["checksum"] != stored[p]["checksum"]]
         if damaged:
             raise CorruptCheckpointError(f"checksum mismatch in {', '.join(damaged[:5])}")

@@ -317,14 +317,19 @@ def test_preemption_guard_sets_flag_and_restores_handler():
 
 
 def test_preemption_guard_sigint_twice_interrupts():
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with PreemptionGuard(signals=(signal.SIGTERM, signal.SIGINT)) as guard:
-            os.kill(os.getpid(), signal.SIGINT)
-            assert _wait_for(lambda: guard.should_stop)
-            os.kill(os.getpid(), signal.SIGINT)
-            _wait_for(lambda: False, timeout=2.0)
-    assert signal.getsignal(signal.SIGINT) == before
+    # Python's own Ctrl-C handler as the previous one: a shell that starts pytest in the
+    # background makes it inherit SIGINT ignored, and then there is no KeyboardInterrupt.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with PreemptionGuard(signals=(signal.SIGTERM, signal.SIGINT)) as guard:
+                os.kill(os.getpid(), signal.SIGINT)
+                assert _wait_for(lambda: guard.should_stop)
+                os.kill(os.getpid(), signal.SIGINT)
+                _wait_for(lambda: False, timeout=2.0)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_preemption_guard_multihost_mode_uses_sync_point():

@@ -1,0 +1,65 @@
+"""The "before" side of ssl_jax performance changes, kept to measure them in the same run.
+
+``color_jitter_all_ops`` is ``ssl_jax.augment.color.color_jitter`` as it was before the
+change to two evaluations per slot: every slot evaluated all enabled ops and selected one.
+``tests/augment/test_color_jitter_slots.py`` checks the current function against it bit
+for bit; ``input_bench.py`` times both.
+"""
+
+import contextlib
+
+import jax
+
+from ssl_jax.augment import color
+
+
+def color_jitter_all_ops(
+    key,
+    image,
+    *,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    brightness_mode="multiplicative",
+):
+    """Brightness, contrast, saturation, hue in random order; all ops computed per slot."""
+    k_order, k_b, k_c, k_s, k_h = jax.random.split(key, 5)
+
+    def factor(k, s):
+        return jax.random.uniform(k, minval=max(0.0, 1.0 - s), maxval=1.0 + s)
+
+    ops = []
+    if brightness > 0:
+        if brightness_mode == "additive":
+            d = jax.random.uniform(k_b, minval=-brightness, maxval=brightness)
+            ops.append(lambda x: color.adjust_brightness(x, d))
+        else:
+            f_b = factor(k_b, brightness)
+            ops.append(lambda x: color.scale_brightness(x, f_b))
+    if contrast > 0:
+        f_c = factor(k_c, contrast)
+        ops.append(lambda x: color.adjust_contrast(x, f_c))
+    if saturation > 0:
+        f_s = factor(k_s, saturation)
+        ops.append(lambda x: color.adjust_saturation(x, f_s))
+    if hue > 0:
+        d_h = jax.random.uniform(k_h, minval=-hue, maxval=hue)
+        ops.append(lambda x: color.adjust_hue(x, d_h))
+    if not ops:
+        return image
+    order = jax.random.permutation(k_order, len(ops))
+    for slot in range(len(ops)):
+        image = jax.lax.select_n(order[slot], *[op(image) for op in ops])
+    return image
+
+
+@contextlib.contextmanager
+def old_color_jitter():
+    """Within the block, functions traced use :func:`color_jitter_all_ops`."""
+    current = color.color_jitter
+    color.color_jitter = color_jitter_all_ops
+    try:
+        yield
+    finally:
+        color.color_jitter = current

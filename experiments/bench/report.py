@@ -1,0 +1,257 @@
+"""Writes ``README.md`` and the plots from a finished ``run.py`` run (``details.json``).
+
+PYTHONPATH=. python experiments/bench/report.py [--out DIR]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "README.template.md"
+
+
+def _f(x, digits=3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def results_table(run: dict) -> list[str]:
+    lines = [
+        "| case | batch | ssl_jax step (s) | PyTorch step (s) | PyTorch layout | ratio jax/torch "
+        "| ssl_jax images/s | PyTorch images/s | NCHW (s) | channels-last (s) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for d in run["steps"]:
+        t = d["timings"]
+        lines.append(
+            f"| {d['case']} | {d['batch']} | {_f(d['jax_step_s'])} | {_f(d['torch_step_s'])} "
+            f"| {'channels-last' if d['torch_best'] == 'torch_cl' else 'NCHW'} "
+            f"| **{d['ratio']:.2f}** | {d['images_per_s']['jax']:.0f} "
+            f"| {d['batch'] / d['torch_step_s']:.0f} | {_f(t['torch']['median_s'])} "
+            f"| {_f(t['torch_cl']['median_s'])} |"
+        )
+    return lines
+
+
+def speedup_table(run: dict) -> list[str]:
+    lines = [
+        "| case | batch | XLA defaults (s) | ssl_jax options (s) | speed-up | ratio to PyTorch "
+        "before -> after |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for d in run["steps"]:
+        before = d["timings"]["jax_xla_default"]["median_s"]
+        after = d["jax_step_s"]
+        lines.append(
+            f"| {d['case']} | {d['batch']} | {_f(before)} | {_f(after)} | {before / after:.2f}x "
+            f"| {before / d['torch_step_s']:.2f} -> {after / d['torch_step_s']:.2f} |"
+        )
+    return lines
+
+
+def memory_table(run: dict) -> list[str]:
+    lines = [
+        "| case | batch | ssl_jax RSS added (MiB) | XLA defaults RSS added | PyTorch NCHW | "
+        "PyTorch channels-last | XLA temp (MiB) | compile (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in run["steps"]:
+        m = d["peak_added_mib"]
+        lines.append(
+            f"| {d['case']} | {d['batch']} | {m['jax']:.0f} | {m['jax_xla_default']:.0f} "
+            f"| {m['torch']:.0f} | {m['torch_cl']:.0f} | "
+            f"{d['xla_memory']['jax']['xla_temp_mib']:.0f} | {d['compile_s']['jax']:.0f} |"
+        )
+    return lines
+
+
+def jitter_table(run: dict) -> list[str]:
+    lines = ["| recipe | views | variant | batch | images/s |", "|---|---|---|---:|---:|"]
+    for r in run["input"]["jitter"]:
+        lines.append(
+            f"| {r['recipe']} | {r['views']} | {r['variant']} | {r['batch']} "
+            f"| {r['images_per_s']:,.0f} |"
+        )
+    return lines
+
+
+def pipeline_table(run: dict) -> list[str]:
+    steps = {(d["case"], d["batch"]): d for d in run["steps"]}
+    lines = ["| data | recipe | views | path | batch | images/s |", "|---|---|---|---|---:|---:|"]
+    for r in run["input"].get("pipeline", []):
+        lines.append(
+            f"| {r['data']} | {r['recipe']} | {r['views']} | {r['path']} | {r['batch']} "
+            f"| {r['images_per_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        "| train step (consumer) | batch | images/s consumed | augmentation share of "
+        "the library's default step (views made inside it) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in run["input"].get("device_views", []):
+        d = steps.get((r["case"], r["batch"]))
+        rate = d["images_per_s"]["jax"] if d else r["batch"] / r["given_views_step_s"]
+        lines.append(
+            f"| {r['case']} | {r['batch']} | {rate:.0f} | {100 * r['augmentation_share']:.1f}% |"
+        )
+    return lines
+
+
+def profile_table(run: dict) -> list[str]:
+    p = run.get("profile")
+    if not p:
+        return ["(not measured in this run)"]
+    ms = p["ms_per_step"]
+    kinds = sorted(
+        set(ms["tuned"]) | set(ms["xla_default"]), key=lambda k: -ms["xla_default"].get(k, 0)
+    )
+    lines = [
+        f"{p['case']}, batch {p['batch']}, ms per step summed over XLA:CPU thunks:",
+        "",
+        "| kind of operation | XLA defaults | ssl_jax options |",
+        "|---|---:|---:|",
+    ]
+    for k in kinds:
+        lines.append(f"| {k} | {ms['xla_default'].get(k, 0):.0f} | {ms['tuned'].get(k, 0):.0f} |")
+    tot = [sum(ms[k].values()) for k in ("xla_default", "tuned")]
+    lines.append(f"| total | {tot[0]:.0f} | {tot[1]:.0f} |")
+    return lines
+
+
+def scaling_tables(run: dict) -> list[str]:
+    s = run["scaling"]
+    lines = [
+        "Devices (same cores split into N XLA CPU devices, fixed global batch):",
+        "",
+        "| devices | case | batch | step (s) | compile (s) | RSS added (MiB) | XLA temp (MiB) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["devices"]:
+        lines.append(
+            f"| {r['devices']} | {r['case']} | {r['batch']} | {_f(r['step_s'])} | "
+            f"{r['compile_s']:.0f} | {r['peak_added_mib']:.0f} | {r['xla_temp_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "Embedding dimension D (3-layer D-wide projector on the ConvNet):",
+        "",
+        "| method | D | batch | ssl_jax step (s) | PyTorch step (s) | ssl_jax RSS added (MiB) "
+        "| PyTorch RSS added (MiB) | XLA temp (MiB) | params+state in (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["embedding"]:
+        lines.append(
+            f"| {r['method']} | {r['dim']} | {r['batch']} | {_f(r['jax_step_s'])} | "
+            f"{_f(r.get('torch_step_s'))} | {r['jax_peak_added_mib']:.0f} | "
+            f"{_f(r.get('torch_peak_added_mib'), 0)} | {r['jax_xla_temp_mib']:.0f} | "
+            f"{r['jax_xla_args_mib']:.0f} |"
+        )
+    return lines
+
+
+def plots(run: dict, out: Path) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    batch_rows = run["scaling"]["batch"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for case in sorted({r["case"] for r in batch_rows}):
+        rows = sorted((r for r in batch_rows if r["case"] == case), key=lambda r: r["batch"])
+        b = [r["batch"] for r in rows]
+        for key, style in (("jax", "-o"), ("torch", "--s"), ("torch_cl", ":^")):
+            label = {"jax": "ssl_jax", "torch": "PyTorch NCHW", "torch_cl": "PyTorch CL"}[key]
+            axes[0].plot(
+                b, [r["timings"][key]["median_s"] for r in rows], style, label=f"{case} {label}"
+            )
+            axes[1].plot(
+                b, [r["peak_added_mib"][key] for r in rows], style, label=f"{case} {label}"
+            )
+    for ax, title in zip(axes, ("step time (s)", "RSS added during a step (MiB)"), strict=True):
+        ax.set(xscale="log", yscale="log", xlabel="batch (images per view)", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "batch_scaling.png", dpi=110)
+    names.append("batch_scaling.png")
+    plt.close(fig)
+
+    dev = sorted(run["scaling"]["devices"], key=lambda r: r["devices"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    n = [r["devices"] for r in dev]
+    ax.plot(n, [r["step_s"] for r in dev], "-o", label="step (s)")
+    ax.plot(n, [r["compile_s"] for r in dev], "--s", label="compile (s)")
+    ax.set(xscale="log", xlabel="XLA CPU devices (same cores)", title=dev[0]["case"] if dev else "")
+    ax.set_xticks(n, [str(k) for k in n])
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "device_scaling.png", dpi=110)
+    names.append("device_scaling.png")
+    plt.close(fig)
+
+    emb = run["scaling"]["embedding"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in sorted({r["method"] for r in emb}):
+        rows = sorted((r for r in emb if r["method"] == method), key=lambda r: r["dim"])
+        d = [r["dim"] for r in rows]
+        ax.plot(d, [r["jax_peak_added_mib"] for r in rows], "-o", label=f"{method} ssl_jax")
+        if "torch_peak_added_mib" in rows[0]:
+            ax.plot(d, [r["torch_peak_added_mib"] for r in rows], "--s", label=f"{method} PyTorch")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="embedding dimension D",
+        ylabel="RSS added during a step (MiB)",
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "embedding_memory.png", dpi=110)
+    names.append("embedding_memory.png")
+    plt.close(fig)
+    return names
+
+
+def write(run: dict, out: Path) -> None:
+    m = run["machine"]
+    plot_names = plots(run, out / "plots")
+    generated = {
+        "MACHINE": [
+            f"- date: {run['date']} (run took {run['duration_min']:.0f} min)",
+            f"- command: `{run['command']}`",
+            f"- machine: {m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB; "
+            f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average'])}",
+            f"- versions: python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, flax "
+            f"{m['flax']}, optax {m['optax']}, torch {m['torch']} (threads: {m['threads']}), "
+            f"numpy {m['numpy']}",
+        ],
+        "RESULTS": results_table(run),
+        "SPEEDUP_XLA": speedup_table(run),
+        "SPEEDUP_JITTER": jitter_table(run),
+        "MEMORY": memory_table(run),
+        "PROFILE": profile_table(run),
+        "SCALING": scaling_tables(run),
+        "PLOTS": [f"![{n}](plots/{n})" for n in plot_names],
+        "INPUT": pipeline_table(run),
+    }
+    text = STATIC.read_text()
+    for key, lines in generated.items():
+        text = text.replace(f"<!-- {key} -->", "\n".join(lines))
+    (out / "README.md").write_text(text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=str(HERE))
+    a = p.parse_args()
+    out = Path(a.out)
+    write(json.loads((out / "details.json").read_text()), out)
+
+
+if __name__ == "__main__":
+    main()

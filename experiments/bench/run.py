@@ -1,0 +1,185 @@
+"""The full benchmark: ssl_jax against PyTorch on this machine, in one command.
+
+    PYTHONPATH=. python experiments/bench/run.py [--quick] [--out DIR] [--resume]
+
+1. Checks that the PyTorch peers compute what ssl_jax computes (``peers.py``); stops if not.
+2. Step time, images/s and peak memory for every case of ``cases.py`` at batch 64 and 256:
+   ssl_jax (tuned), ssl_jax with XLA's default options (before), PyTorch NCHW and
+   channels-last, interleaved (``step_bench.py``).
+3. Where the time goes (``profile_step.py``), SimCLR ResNet-18 at batch 64.
+4. Scaling: step time and memory against batch size, time and compile time against fake
+   device count, memory against the Barlow Twins / VICReg embedding dimension.
+5. Input pipeline: host and device augmentation rates, the colour-jitter change before and
+   after, the augmentation's share of the library's default step.
+6. Writes ``results.json`` (one record per case and batch: ``case, batch, jax_step_s,
+   torch_step_s, ratio``; ``torch_step_s`` is the faster PyTorch memory format),
+   ``details.json`` (everything), ``README.md`` and ``plots/``.
+
+Every measurement runs in its own process (``worker.py``). ``--resume`` keeps the
+measurements already in ``details.json``. ``--quick`` is a smoke run at tiny sizes that
+writes to a temporary directory unless ``--out`` is given. On a quiet 2-core machine the
+full run takes about 2 hours; keep the machine otherwise idle (the load average before each
+measurement is recorded in ``details.json``).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments.bench import cases, peers, report  # noqa: E402
+
+
+def machine() -> dict:
+    import flax
+    import jax
+    import jaxlib
+    import numpy as np
+    import optax
+    import torch
+
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return dict(
+        cpu=cpu,
+        cores=len(os.sched_getaffinity(0)),
+        memory_gib=mem,
+        load_average=os.getloadavg(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+        jaxlib=jaxlib.__version__,
+        flax=flax.__version__,
+        optax=optax.__version__,
+        torch=torch.__version__,
+        numpy=np.__version__,
+        threads=len(os.sched_getaffinity(0)),
+    )
+
+
+class Runner:
+    """Runs workers, keeps every result in ``details.json`` as it arrives."""
+
+    def __init__(self, out: Path, resume: bool):
+        self.path = out / "details.json"
+        self.done = {}
+        if resume and self.path.exists():
+            self.done = json.loads(self.path.read_text()).get("measurements", {})
+        self.meta = {}
+
+    def __call__(self, kind: str, env: dict | None = None, **args):
+        key = f"{kind} {json.dumps(args, sort_keys=True)} {json.dumps(env or {}, sort_keys=True)}"
+        if key in self.done:
+            return self.done[key]
+        print(f"[{time.strftime('%H:%M:%S')}] {kind} {args} {env or ''}", flush=True)
+        full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "worker.py"), kind, json.dumps(args)],
+            env=full_env,
+            capture_output=True,
+            text=True,
+        )
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"{kind} {args} failed:\n{proc.stderr[-4000:]}")
+        result = json.loads(lines[-1][len("RESULT ") :])
+        self.done[key] = result
+        self.save()
+        return result
+
+    def save(self, **extra) -> None:
+        self.meta.update(extra)
+        self.path.write_text(json.dumps({**self.meta, "measurements": self.done}, indent=1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run at tiny sizes")
+    p.add_argument("--out", default=None, help="output directory (default: this folder)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--data_dir", default=None, help="TFDS data dir for the CIFAR-10 rows")
+    a = p.parse_args()
+    out = Path(a.out) if a.out else (Path(tempfile.mkdtemp()) if a.quick else HERE)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    info = dict(
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        command=" ".join(["python", *sys.argv]),
+        machine=machine(),
+    )
+    peers.check_all(cases.CASES)
+    print("PyTorch peers match ssl_jax (losses, gradients, LARS, parameter counts)", flush=True)
+    run = Runner(out, a.resume)
+    run.save(**info)
+    q = a.quick
+    reps = 2 if q else 7
+    batches = (16,) if q else cases.BATCHES
+    steps = [run("step", case=c.name, batch=b, reps=reps) for c in cases.CASES for b in batches]
+    records = [
+        {k: d[k] for k in ("case", "batch", "jax_step_s", "torch_step_s", "ratio")} for d in steps
+    ]
+    (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
+
+    profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
+    extra_batches = {
+        "simclr_convnet": (8, 32) if q else (32, 128, 512),
+        "simclr_resnet18": (8, 32) if q else (32, 128),
+    }
+    batch_rows = [d for d in steps if d["case"] in extra_batches]
+    for case, bs in extra_batches.items():
+        batch_rows += [
+            run("step", case=case, batch=b, reps=max(2, reps - 2), before=False) for b in bs
+        ]
+    dev_case = "simclr_convnet" if q else "simclr_resnet18"
+    devices = [
+        run(
+            "devices",
+            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
+            case=dev_case,
+            batch=16 if q else 64,
+            reps=reps,
+        )
+        for n in ((1, 2) if q else (1, 2, 4, 8))
+    ]
+    embedding = [
+        run("embedding", method=m, dim=d, batch=16 if q else 64, reps=max(2, reps - 2))
+        for m in ("barlow_twins", "vicreg")
+        for d in ((128, 256) if q else (512, 1024, 2048, 4096, 8192))
+    ]
+    jitter = run("jitter", batch=32 if q else 256, reps=3 if q else 9)
+    device_views = [
+        run("device_views", case=c, batch=16 if q else 256, reps=max(2, reps - 2))
+        for c in ("simclr_resnet18", "swav_multicrop_resnet18", "simclr_convnet")
+    ]
+    pipeline = run("pipeline", data_dir=a.data_dir, quick=q)
+    full = dict(
+        info,
+        duration_min=(time.time() - t0) / 60,
+        steps=steps,
+        profile=profile,
+        scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
+        input=dict(jitter=jitter, device_views=device_views, pipeline=pipeline),
+    )
+    run.save(**{k: v for k, v in full.items() if k != "machine"})
+    report.write({**full, "machine": info["machine"]}, out)
+    print(
+        f"wrote {out}/results.json, details.json, README.md, plots/ "
+        f"in {(time.time() - t0) / 60:.0f} min"
+    )
+
+
+if __name__ == "__main__":
+    main()

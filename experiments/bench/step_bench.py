@@ -1,0 +1,98 @@
+"""Train-step time of ssl_jax against its PyTorch peer, one case, interleaved.
+
+    PYTHONPATH=. python experiments/bench/step_bench.py --case simclr_resnet18 --batch 64
+
+Contenders, each timed once per round with the order rotating (medians over ``--reps``
+rounds after ``--warmup`` calls each):
+
+- ``jax``: ssl_jax's step as the training loop compiles it (``jit_step``, tuned options);
+- ``jax_xla_default``: the same step compiled with XLA's default options (the "before" of
+  ``ssl_jax.train.xla_cpu``);
+- ``torch``, ``torch_cl``: the PyTorch peer in channels-first and channels-last memory.
+
+Both frameworks get the same augmented views and use every core this process may run on
+(``torch.set_num_threads``; XLA's CPU client sizes its pool the same way). Images/s counts
+each source image once (its views are not counted again).
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch
+
+from experiments.bench import cases, jax_side, timing
+from experiments.bench.torch_ref.methods import Peer
+
+
+def threads() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def measure(
+    case: cases.Case,
+    batch: int,
+    *,
+    reps: int,
+    warmup: int = 1,
+    before: bool = True,
+    measure_memory: bool = True,
+) -> tuple[dict, dict]:
+    """Returns ``(record, details)``: the ``results.json`` record and everything else."""
+    torch.set_num_threads(threads())
+    c = case.config(batch)
+    views, labels = jax_side.make_views(c)
+    fns, compiled = {}, {}
+    jx = jax_side.JaxCase(c).setup(views, labels)
+    fns["jax"], compiled["jax"] = jx.step, jx
+    if before:
+        jb = jax_side.JaxCase(c, tuned=False).setup(views, labels)
+        fns["jax_xla_default"], compiled["jax_xla_default"] = jb.step, jb
+    for name, cl in (("torch", False), ("torch_cl", True)):
+        peer = Peer(c, channels_last=cl, num_train_examples=jax_side.NUM_TRAIN_EXAMPLES)
+        tv, tl = peer.to_torch(views), torch.from_numpy(labels).long()
+        fns[name] = lambda peer=peer, tv=tv, tl=tl: peer.step(tv, tl)
+    load_before = timing.load_average()
+    t = timing.interleave(fns, reps=reps, warmup=warmup)
+    load_after = timing.load_average()
+    memory = timing.peak_memory(fns) if measure_memory else {}
+    best_torch = min(("torch", "torch_cl"), key=lambda k: t[k]["median_s"])
+    jax_s, torch_s = t["jax"]["median_s"], t[best_torch]["median_s"]
+    record = dict(
+        case=case.name, batch=batch, jax_step_s=jax_s, torch_step_s=torch_s, ratio=jax_s / torch_s
+    )
+    details = dict(
+        record,
+        torch_best=best_torch,
+        images_per_s={k: batch / v["median_s"] for k, v in t.items()},
+        timings=t,
+        peak_added_mib=memory,
+        compile_s={k: v.compile_s for k, v in compiled.items()},
+        xla_memory={k: v.memory_analysis() for k, v in compiled.items()},
+        xla_flops=jx.flops(),
+        threads=threads(),
+        reps=reps,
+        load_average_before=load_before,
+        load_average_after=load_after,
+    )
+    return record, details
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--case", required=True, choices=[c.name for c in cases.CASES])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--no_before", action="store_true", help="skip the XLA-defaults contender")
+    a = p.parse_args()
+    _, details = measure(cases.get(a.case), a.batch, reps=a.reps, before=not a.no_before)
+    details.pop("timings")
+    print(json.dumps(details, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

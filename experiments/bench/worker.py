@@ -1,0 +1,50 @@
+"""Runs one measurement in a fresh process and prints its JSON (``run.py`` starts these).
+
+    PYTHONPATH=. python experiments/bench/worker.py KIND '{"arg": value, ...}'
+
+One process per measurement keeps allocators, compilation caches and the memory probe's
+``mallopt`` setting (``timing.peak_memory``) from leaking into the next measurement.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from experiments.bench import cases, input_bench, jax_side, profile_step, scaling, step_bench
+
+
+def step(case: str, batch: int, reps: int, before: bool = True) -> dict:
+    _, details = step_bench.measure(cases.get(case), batch, reps=reps, before=before)
+    return details
+
+
+def profile(case: str, batch: int, steps: int = 2) -> dict:
+    c = cases.get(case).config(batch)
+    views, labels = jax_side.make_views(c)
+    out = {}
+    for name, tuned in (("tuned", True), ("xla_default", False)):
+        jx = jax_side.JaxCase(c, tuned=tuned).setup(views, labels)
+        out[name] = profile_step.profile(jx.compiled, jx.step, steps)
+    return dict(case=case, batch=batch, ms_per_step=out)
+
+
+KINDS = {
+    "profile": profile,
+    "step": step,
+    "devices": scaling.device_point,
+    "embedding": scaling.embedding_point,
+    "jitter": input_bench.jitter_before_after,
+    "device_views": input_bench.step_with_device_views,
+    "pipeline": input_bench.pipeline_rates,
+}
+
+
+def main() -> None:
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    print("RESULT " + json.dumps(KINDS[kind](**args), default=float))
+
+
+if __name__ == "__main__":
+    main()
