@@ -11,11 +11,17 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One XLA compilation cache per test session, shared by the xdist workers and the
 # subprocesses the tests start (they inherit the environment): the same tiny train steps
 # are compiled by many tests. A fresh directory, so every session starts cold.
-_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
-if _OWN_CACHE:
-    import tempfile
+# Likewise one TFDS data dir (unless TFDS_DATA_DIR is set): the full CIFAR-10 archive is
+# prepared at most once per session (a file lock orders concurrent preparers) by whichever
+# of its users runs first (tests/data/test_full_cifar.py, the quickstart notebook), and
+# nothing is written to ~/tensorflow_datasets.
+_OWN_DIRS = []
+for _var, _prefix in (("JAX_COMPILATION_CACHE_DIR", "xla"), ("TFDS_DATA_DIR", "tfds")):
+    if _var not in os.environ:
+        import tempfile
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssl_jax_test_xla_")
+        os.environ[_var] = tempfile.mkdtemp(prefix=f"ssl_jax_test_{_prefix}_")
+        _OWN_DIRS.append(os.environ[_var])
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -24,11 +30,12 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def pytest_sessionfinish(session):
-    """The process that made the compilation cache (not an xdist worker) removes it."""
-    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+    """The process that made the session directories (not an xdist worker) removes them."""
+    if not hasattr(session.config, "workerinput"):
         import shutil
 
-        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+        for path in _OWN_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

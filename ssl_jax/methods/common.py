@@ -169,6 +169,31 @@ def l2_normalize(x: jax.Array, *, eps: float = 1e-12) -> jax.Array:
     return (x * lax.rsqrt(jnp.maximum(sq, eps * eps))).astype(x.dtype)
 
 
+def init_with_queue(
+    method: Method, rng: jax.Array, images: jax.Array, queue_size: int
+) -> tuple[PyTree, PyTree, dict[str, jax.Array]]:
+    """Networks of a queue method (MoCo v2, NNCLR) and its queue of random unit rows.
+
+    Args:
+      method: a method whose ``net`` returns ``(features, embedding, prediction)``.
+      rng: PRNG key (networks, queue rows and the sample views each get their own).
+      images: a uint8 sample batch (only shapes matter).
+      queue_size: rows of the queue.
+
+    Returns:
+      ``(params, batch_stats, {'queue': [queue_size, D] unit rows, 'ptr': 0})`` with ``D``
+      the embedding size.
+    """
+    net_key, queue_key, view_key = jax.random.split(rng, 3)
+    views = method.views(jax.random.split(view_key, images.shape[0]), images)
+    params, stats = init_net(method.net, net_key, views[0])
+    _, z, _ = jax.eval_shape(
+        lambda x: method.net.apply(bn_vars(params, stats), x, train=False), views[0]
+    )
+    queue = l2_normalize(jax.random.normal(queue_key, (queue_size, z.shape[-1])))
+    return params, stats, {"queue": queue, "ptr": jnp.zeros((), jnp.int32)}
+
+
 def copy_tree(tree: PyTree) -> PyTree:
     """A copy with fresh buffers, so a target never aliases the (donated) online arrays.
 

@@ -3,11 +3,15 @@
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, bn_vars, concat_views
-from ssl_jax.methods.common import MomentumTargetMethod, apply_train, init_net, l2_normalize
+from ssl_jax.methods.base import LossOutput, concat_views
+from ssl_jax.methods.common import (
+    MomentumTargetMethod,
+    apply_train,
+    init_with_queue,
+    l2_normalize,
+)
 from ssl_jax.methods.networks import SiameseNet
 
 
@@ -65,18 +69,8 @@ class MoCoV2(MomentumTargetMethod):
         return self.net
 
     def init(self, rng, images):
-        net_key, queue_key, view_key = jax.random.split(rng, 3)
-        views = self.views(jax.random.split(view_key, images.shape[0]), images)
-        params, stats = init_net(self.net, net_key, views[0])
-        _, z, _ = jax.eval_shape(
-            lambda x: self.net.apply(bn_vars(params, stats), x, train=False), views[0]
-        )
-        queue = l2_normalize(jax.random.normal(queue_key, (self.queue_size, z.shape[-1])))
-        aux = {
-            **self.init_target(params, stats),
-            "queue": queue,
-            "ptr": jnp.zeros((), jnp.int32),
-        }
+        params, stats, queue = init_with_queue(self, rng, images, self.queue_size)
+        aux = {**self.init_target(params, stats), **queue}
         return {"params": params, "batch_stats": stats, "aux": aux}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):

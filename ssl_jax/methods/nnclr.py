@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax import losses
-from ssl_jax.methods.base import LossOutput, bn_vars, concat_views
-from ssl_jax.methods.common import SiameseMethod, apply_train, init_net, l2_normalize
+from ssl_jax.methods.base import LossOutput, concat_views
+from ssl_jax.methods.common import SiameseMethod, apply_train, init_with_queue, l2_normalize
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,14 +56,7 @@ class NNCLR(SiameseMethod):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
     def init(self, rng, images):
-        net_key, queue_key, view_key = jax.random.split(rng, 3)
-        views = self.views(jax.random.split(view_key, images.shape[0]), images)
-        params, stats = init_net(self.net, net_key, views[0])
-        _, z, _ = jax.eval_shape(
-            lambda x: self.net.apply(bn_vars(params, stats), x, train=False), views[0]
-        )
-        queue = l2_normalize(jax.random.normal(queue_key, (self.queue_size, z.shape[-1])))
-        aux = {"queue": queue, "ptr": jnp.zeros((), jnp.int32)}
+        params, stats, aux = init_with_queue(self, rng, images, self.queue_size)
         return {"params": params, "batch_stats": stats, "aux": aux}
 
     def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
