@@ -45,6 +45,18 @@ def _cross_entropy_sum(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.sum(jax.nn.logsumexp(logits, axis=1) - picked)
 
 
+def _gathered_batch_ce(
+    anchors: jax.Array, others: jax.Array, temperature: float, dtype, axis_name: str | None
+) -> jax.Array:
+    """Mean over the global batch of the cross-entropy of each unit anchor against all unit
+    ``others`` gathered across devices, the positive being the row of the same image."""
+    n = anchors.shape[0]
+    labels = batch_offset(n, axis_name) + jnp.arange(n)
+    a = l2_normalize(anchors.astype(dtype))
+    b = gather_batch(l2_normalize(others.astype(dtype)), axis_name)
+    return _cross_entropy_sum(a @ b.T / temperature, labels) / b.shape[0]
+
+
 def nt_xent_loss(
     z1: jax.Array,
     z2: jax.Array,
@@ -185,14 +197,9 @@ def moco_v3_loss(
     _validate.check_positive(temperature, "temperature")
     _check_global_batch(q1, 1, "q1", axis_name)
     dtype = compute_dtype(q1, q2, k1, k2)
-    n = q1.shape[0]
-    labels = batch_offset(n, axis_name) + jnp.arange(n)
 
     def ctr(q: jax.Array, k: jax.Array) -> jax.Array:
-        q = l2_normalize(q.astype(dtype))
-        keys = gather_batch(l2_normalize(k.astype(dtype)), axis_name)
-        logits = q @ keys.T / temperature
-        return _cross_entropy_sum(logits, labels) / keys.shape[0] * (2 * temperature)
+        return _gathered_batch_ce(q, k, temperature, dtype, axis_name) * (2 * temperature)
 
     return global_sum(ctr(q1, k2) + ctr(q2, k1), axis_name)
 

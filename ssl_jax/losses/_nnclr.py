@@ -4,12 +4,13 @@ The support-set pieces (the FIFO queue and the nearest-neighbour lookup) are
 :func:`ssl_jax.losses.queue_update` and :func:`ssl_jax.losses.nearest_neighbour`.
 """
 
+import functools
+
 import jax
-import jax.numpy as jnp
 
 from ssl_jax.losses import _validate
-from ssl_jax.losses._contrastive import _check_global_batch, _cross_entropy_sum, l2_normalize
-from ssl_jax.losses._distributed import batch_offset, compute_dtype, gather_batch, global_sum
+from ssl_jax.losses._contrastive import _check_global_batch, _gathered_batch_ce
+from ssl_jax.losses._distributed import compute_dtype, global_sum
 
 
 def nnclr_loss(
@@ -55,12 +56,7 @@ def nnclr_loss(
     _validate.check_positive(temperature, "temperature")
     _check_global_batch(nn1, 1, "nn1", axis_name)
     dtype = compute_dtype(nn1, nn2, p1, p2)
-    n = nn1.shape[0]
-    labels = batch_offset(n, axis_name) + jnp.arange(n)
-
-    def ctr(anchor: jax.Array, other: jax.Array) -> jax.Array:
-        a = l2_normalize(anchor.astype(dtype))
-        b = gather_batch(l2_normalize(other.astype(dtype)), axis_name)
-        return _cross_entropy_sum(a @ b.T / temperature, labels) / b.shape[0]
-
+    ctr = functools.partial(
+        _gathered_batch_ce, temperature=temperature, dtype=dtype, axis_name=axis_name
+    )
     return global_sum((ctr(nn1, p2) + ctr(nn2, p1)) / 2, axis_name)
