@@ -36,12 +36,14 @@ def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
         f"schedules complete. {cap}",
         "- Starting point: each method's `:demo` config (ConvNet, batch 256, 512-wide "
         "projector hidden layer) with the changes listed per run above: BYOL's and MoCo v3's "
-        "predictors as wide as that projector, DINO's head narrowed (at full width it costs "
-        "as much as the ConvNet) and its teacher momentum lowered to 0.99 so the teacher moves "
-        "in a short run; schedules written for hundreds of epochs (warm-up, DINO's teacher "
-        "temperature and last-layer freeze, SwAV's prototype freeze) set as fractions of the "
-        "run; SwAV's queue (starts at epoch 50) off; MAE on ViT-Ti/4 with a 2-block decoder. "
-        "Learning rates are the papers' recipes scaled for batch 256, not tuned for the budget.",
+        "predictors as wide as that projector; DINO's head narrowed (at full width it costs "
+        "as much as the ConvNet), its teacher momentum lowered to 0.99 so the teacher moves "
+        "in a short run, and BatchNorm in its head, a constant teacher temperature of 0.04 and "
+        "SGD (lightly's CIFAR-10 recipe), without which its centred teacher went uniform "
+        "within ~20 steps; schedules written for hundreds of epochs (warm-up, DINO's teacher "
+        "temperature and last-layer freeze, SwAV's prototype freeze and queue start) set as "
+        "fractions of the run; MAE on ViT-Ti/4 with a 2-block decoder. Other learning rates "
+        "are the papers' recipes scaled for batch 256, not tuned for the budget.",
         "- The supervised baseline: the same encoder, views (SimCLR's CIFAR recipe) and budget, "
         "trained with cross entropy on the labels (SGD 0.2, momentum 0.9, wd 5e-4, cosine).",
         "- The random-init baseline is the supervised run's initial state (step 0).",
