@@ -16,7 +16,7 @@ recorded.
 
 Writes ``<out>/rss.json`` (every epoch's record, the settings, a summary with the RSS slope
 over the second half of the run), ``<out>/rss.png`` (RSS and step time per epoch) and
-``<out>/soak.md``. The process lowers its own priority to nice 19.
+``<out>/soak.md``. The process lowers its own priority to nice 19 (``--nice``).
 """
 
 import argparse
@@ -299,11 +299,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-queries", type=int, default=500, help="kNN queries (test images)")
     p.add_argument("--workdir", default="/tmp/ssl_jax_soak", help="checkpoints, metrics")
     p.add_argument("--out", default=str(OUT), help="where rss.json/.png and soak.md go")
+    p.add_argument(
+        "--nice", type=int, default=19, help="lower this process's priority to this niceness"
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    # The lowest priority by default: a soak run must never compete with real work.
+    os.nice(max(0, args.nice - os.nice(0)))
     result = soak(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,5 +320,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    os.nice(max(0, 19 - os.nice(0)))  # the lowest priority: never compete with real work
     main()

@@ -5,7 +5,14 @@ import os
 # Must happen before jax is imported anywhere.
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=8".strip()
+    _flags = f"{_flags} --xla_force_host_platform_device_count=8"
+# XLA's CPU collectives abort the process ("Termination timeout ... exceeded") when one of
+# the 8 device threads reaches a rendezvous more than a timeout after the others. On 2
+# overloaded cores a pmap test's worker died of an abort inside its steps, most likely this
+# one. Waiting is right for fake devices: all 8 threads do arrive.
+if "collective_call_terminate_timeout" not in _flags:
+    _flags = f"{_flags} --xla_cpu_collective_call_terminate_timeout_seconds=1800"
+os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One XLA compilation cache per test session, shared by the xdist workers and the
