@@ -41,8 +41,10 @@ def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
         "in a short run, and BatchNorm in its head, a constant teacher temperature of 0.04 and "
         "SGD (lightly's CIFAR-10 recipe), without which its centred teacher went uniform "
         "within ~20 steps; schedules written for hundreds of epochs (warm-up, DINO's teacher "
-        "temperature and last-layer freeze, SwAV's prototype freeze and queue start) set as "
-        "fractions of the run; MAE on ViT-Ti/4 with a 2-block decoder. Other learning rates "
+        "temperature and last-layer freeze, SwAV's prototype freeze) set as fractions of the "
+        "run; SwAV's Sinkhorn epsilon 0.01 (at 0.05 its codes started near uniform and it "
+        "collapsed to the ln K loss) and its queue off; MAE on ViT-Ti/4 with a 2-block "
+        "decoder. Other learning rates "
         "are the papers' recipes scaled for batch 256, not tuned for the budget.",
         "- The supervised baseline: the same encoder, views (SimCLR's CIFAR recipe) and budget, "
         "trained with cross entropy on the labels (SGD 0.2, momentum 0.9, wd 5e-4, cosine).",

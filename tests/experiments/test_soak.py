@@ -33,8 +33,9 @@ def test_two_tiny_epochs_write_records_figure_and_summary(
     out = tmp_path / "out"
     niceness = min(19, os.nice(0) + 1)
     # A subprocess, as the script is meant to run (it renices itself), on one CPU device
-    # with cheap code generation: compiling is most of the cost here. Niceness 1, not the
-    # default 19: at 19 it waited behind the other test worker for most of 10 minutes.
+    # with cheap code generation: compiling is most of the cost here. One step nicer
+    # than this test, not the default 19: at 19 it waited behind the other test worker for
+    # most of 10 minutes.
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
