@@ -117,12 +117,18 @@ def _settings(config, num_steps: int, num_train: int, method: str) -> dict:
         "peak_lr": cfg.peak_learning_rate(config),
         "batch_size": config.data.batch_size,
         "warmup_steps": round(min(num_steps // 2, config.optim.warmup_epochs * per_epoch)),
-        "notes": (
-            "supervised_cifar10 recipe; encoder, batch and data of the methods"
-            if method == settings.SUPERVISED
-            else settings.schedule_notes(method)
-        ),
+        "notes": _supervised_notes(config)
+        if method == settings.SUPERVISED
+        else settings.schedule_notes(method),
     }
+
+
+def _supervised_notes(config) -> str:
+    note = "supervised_cifar10 recipe; encoder, batch and data of the methods"
+    if config.model.encoder.startswith("vit"):
+        note += "; ViT: " + ", ".join(f"{k}={v}" for k, v in settings.VIT_SUPERVISED.items())
+        note += ", warm-up 0.05 x run"
+    return note
 
 
 def _wall_time(plan: dict, workdir: Path) -> float:

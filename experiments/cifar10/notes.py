@@ -47,8 +47,23 @@ def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
         "decoder. Other learning rates "
         "are the papers' recipes scaled for batch 256, not tuned for the budget.",
         "- The supervised baseline: the same encoder, views (SimCLR's CIFAR recipe) and budget, "
-        "trained with cross entropy on the labels (SGD 0.2, momentum 0.9, wd 5e-4, cosine).",
+        "trained with cross entropy on the labels (SGD 0.2, momentum 0.9, wd 5e-4, cosine; for "
+        "a ViT encoder DeiT's AdamW, lr 2.5e-4 x B/256, wd 0.05, warm-up 5% of the run: at the "
+        "SGD rate the ViT diverged).",
         "- The random-init baseline is the supervised run's initial state (step 0).",
+        "- The two patch-based pretext tasks (`patch_position`, `jigsaw`) end at or below the "
+        "random-init encoder on this budget. They do learn their pretext (patch position: "
+        "training accuracy 14% -> 55%, chance 12.5%; jigsaw: 45% of 100 permutations), and "
+        "not through an absolute-position shortcut (blanking the centre patch drops the "
+        "patch-position accuracy from 50% to 19%), but whole 32-px images lose what the "
+        "random ConvNet's features keep: in a 400-step patch-position run, kNN on a "
+        "10k-image bank fell from 36.3% at step 0 to 28.9% at step 80 and came back only to "
+        "32.7% at step 400. Checked and ruled out as the cause: the evaluation resolution "
+        "(whole images at 16, 32 and 64 px), BatchNorm statistics (batch statistics at "
+        "evaluation), the layer (pooled blocks 1-4 and their concatenations) and averaging "
+        "the features of a 3x3 grid of patches (Kolesnikov et al. 2019's protocol for these "
+        "methods). At 32 px a patch of the papers' relative size is 8-10 px, too small to "
+        "show object parts; the papers' patches are 64-96 px.",
         "",
     ]
     gpu_notes = [

@@ -196,6 +196,14 @@ def test_cpu_and_gpu_settings_build_every_method(method):
         assert float(schedule(steps)) == pytest.approx(0.0, abs=1e-6)
         sup = settings.baseline_config(c)
         assert settings.encoder_key(sup) == settings.encoder_key(c)
+        # A ViT's supervised baseline trains with AdamW and a whole-step warm-up (SGD at the
+        # ResNet rate diverged).
+        vit = c.model.encoder.startswith("vit")
+        assert sup.optim.name == ("adamw" if vit else "sgd")
+        fitted = settings.fit_to_steps(sup, settings.SUPERVISED, steps, n)
+        warmup = fitted.optim.warmup_epochs * cfg.steps_per_epoch(fitted, n)
+        assert warmup == pytest.approx(0.05 * steps if vit else 0, abs=2)
+        build.lr_schedule(fitted, n)  # raises unless the warm-up is a whole step count
         assert sup.data.batch_size == c.data.batch_size and sup.train.num_steps == steps
         if steps == 333:
             for run in (c, sup):
