@@ -64,6 +64,13 @@ def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
         "the features of a 3x3 grid of patches (Kolesnikov et al. 2019's protocol for these "
         "methods). At 32 px a patch of the papers' relative size is 8-10 px, too small to "
         "show object parts; the papers' patches are 64-96 px.",
+        "- The ViT rows (ViT-Ti/4 with 4 blocks, 65 tokens) get 0.5-1.8 epochs: a ViT image "
+        "costs about 5x a ConvNet image here (supervised steps of 256: 7.6 s against 1.5 s). "
+        "At that budget the supervised ViT ends at its random initialisation on the linear "
+        "probe, and MaskFeat's loss fell from 0.75 to 0.066 by step 45 and stayed there, its "
+        "features nearly constant (std 0.007): the prediction of the mean HOG vector. A CPU "
+        "form with a cheaper ViT (8-px patches, 17 tokens) is the next change; iBOT (11.5 s a "
+        "step, 66 steps in the budget) waits for it.",
         "",
     ]
     gpu_notes = [
