@@ -126,8 +126,10 @@ def _settings(config, num_steps: int, num_train: int, method: str) -> dict:
 def _supervised_notes(config) -> str:
     note = "supervised_cifar10 recipe; encoder, batch and data of the methods"
     if config.model.encoder.startswith("vit"):
-        note += "; ViT: " + ", ".join(f"{k}={v}" for k, v in settings.VIT_SUPERVISED.items())
-        note += ", warm-up 0.05 x run"
+        fractions = settings.VIT_SUPERVISED_FRACTIONS
+        parts = [f"{k}={v}" for k, v in settings.VIT_SUPERVISED.items() if k not in fractions]
+        parts += [f"{k}={f:g} x run" for k, f in fractions.items()]
+        note += "; ViT: " + ", ".join(parts)
     return note
 
 

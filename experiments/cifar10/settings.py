@@ -119,11 +119,13 @@ RUN_FRACTIONS: dict[str, dict[str, float]] = {
 # (SGD, lr 0.2 x B/256, no warm-up) diverged on ViT-Ti/4 (cross entropy 2.66 at step 0, 14-25
 # from step 20 on; session 14); ViTs are trained from scratch with AdamW and a warm-up: DeiT
 # (Touvron et al. 2021) uses lr 5e-4 x B/512, weight decay 0.05, 5 warm-up epochs of 300.
+# The CPU runs warm up for a fraction of the run instead (VIT_SUPERVISED_FRACTIONS).
 VIT_SUPERVISED = {
     "optim.name": "adamw",
     "optim.base_lr": 2.5e-4,
     "optim.lr_scaling": "linear",
     "optim.weight_decay": 0.05,
+    "optim.warmup_epochs": 5,
 }
 VIT_SUPERVISED_FRACTIONS = {"optim.warmup_epochs": 0.05}
 
