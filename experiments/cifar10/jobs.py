@@ -117,20 +117,10 @@ def _settings(config, num_steps: int, num_train: int, method: str) -> dict:
         "peak_lr": cfg.peak_learning_rate(config),
         "batch_size": config.data.batch_size,
         "warmup_steps": round(min(num_steps // 2, config.optim.warmup_epochs * per_epoch)),
-        "notes": _supervised_notes(config)
+        "notes": settings.supervised_notes(config)
         if method == settings.SUPERVISED
         else settings.schedule_notes(method),
     }
-
-
-def _supervised_notes(config) -> str:
-    note = "supervised_cifar10 recipe; encoder, batch and data of the methods"
-    if config.model.encoder.startswith("vit"):
-        fractions = settings.VIT_SUPERVISED_FRACTIONS
-        parts = [f"{k}={v}" for k, v in settings.VIT_SUPERVISED.items() if k not in fractions]
-        parts += [f"{k}={f:g} x run" for k, f in fractions.items()]
-        note += "; ViT: " + ", ".join(parts)
-    return note
 
 
 def _wall_time(plan: dict, workdir: Path) -> float:

@@ -314,6 +314,21 @@ def _exact_epochs(steps: int, per_epoch: int) -> float:
 
 def schedule_notes(method: str) -> str:
     """One line of the CPU changes of ``method`` for the report."""
-    parts = [f"{k}={v}" for k, v in CPU_OVERRIDES.get(method, {}).items()]
-    parts += [f"{k}={f:g} x run" for k, f in RUN_FRACTIONS.get(method, {}).items()]
-    return ", ".join(parts) or "demo config as is"
+    notes = _describe(CPU_OVERRIDES.get(method, {}), RUN_FRACTIONS.get(method, {}))
+    return notes or "demo config as is"
+
+
+def supervised_notes(c: ml_collections.ConfigDict) -> str:
+    """One line of the supervised baseline's recipe (with a ViT's changes) for the report."""
+    note = "supervised_cifar10 recipe; encoder, batch and data of the methods"
+    if c.model.encoder.startswith("vit"):
+        fractions = run_fractions(c, SUPERVISED)
+        overrides = {k: v for k, v in VIT_SUPERVISED.items() if k not in fractions}
+        note += "; ViT: " + _describe(overrides, fractions)
+    return note
+
+
+def _describe(overrides: dict[str, object], fractions: dict[str, float]) -> str:
+    parts = [f"{k}={v}" for k, v in overrides.items()]
+    parts += [f"{k}={f:g} x run" for k, f in fractions.items()]
+    return ", ".join(parts)
