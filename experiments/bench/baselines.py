@@ -3,7 +3,9 @@
 ``color_jitter_all_ops`` is ``ssl_jax.augment.color.color_jitter`` as it was before the
 change to two evaluations per slot: every slot evaluated all enabled ops and selected one.
 ``tests/augment/test_color_jitter_slots.py`` checks the current function against it bit
-for bit; ``input_bench.py`` times both.
+for bit; ``input_bench.py`` times both. ``xla_small_map_conv`` gives the encoders' small
+feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``);
+``step_bench.small_map_before_after`` times both.
 """
 
 import contextlib
@@ -11,6 +13,7 @@ import contextlib
 import jax
 
 from ssl_jax.augment import color
+from ssl_jax.models import small_map_conv
 
 
 def color_jitter_all_ops(
@@ -63,3 +66,14 @@ def old_color_jitter():
         yield
     finally:
         color.color_jitter = current
+
+
+@contextlib.contextmanager
+def xla_small_map_conv():
+    """Within the block, encoders traced run every convolution through XLA's own."""
+    current = small_map_conv._swap_prone
+    small_map_conv._swap_prone = lambda *shapes: False
+    try:
+        yield
+    finally:
+        small_map_conv._swap_prone = current

@@ -66,16 +66,16 @@ def jitter_before_after(batch: int, reps: int) -> list[dict]:
     return rows
 
 
-def step_with_device_views(case_name: str, batch: int, reps: int) -> dict:
+def step_with_device_views(case: str, batch: int, reps: int) -> dict:
     """The library's default step (uint8 in, augmentation inside) against given views."""
-    c = cases.get(case_name).config(batch)
+    c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
     given = jax_side.JaxCase(c, views="given").setup(views, labels)
     device = jax_side.JaxCase(c, views="device").setup(None, labels)
     t = timing.interleave({"given views": given.step, "device views": device.step}, reps=reps)
     out = {k: v["median_s"] for k, v in t.items()}
     return dict(
-        case=case_name,
+        case=case,
         batch=batch,
         given_views_step_s=out["given views"],
         device_views_step_s=out["device views"],

@@ -54,6 +54,20 @@ def speedup_table(run: dict) -> list[str]:
     return lines
 
 
+def small_map_table(run: dict) -> list[str]:
+    r = run.get("small_map")
+    if not r:
+        return ["(not measured in this run)"]
+    return [
+        "| case | batch | XLA convolution (s) | GEMM form (s) | speed-up | GFLOP per step "
+        "before / after |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| {r['case']} | {r['batch']} | {_f(r['before_s'])} | {_f(r['after_s'])} "
+        f"| {r['before_s'] / r['after_s']:.2f}x | {r['xla_flops']['before'] / 1e9:.1f} / "
+        f"{r['xla_flops']['after'] / 1e9:.1f} |",
+    ]
+
+
 def memory_table(run: dict) -> list[str]:
     lines = [
         "| case | batch | ssl_jax RSS added (MiB) | XLA defaults RSS added | PyTorch NCHW | "
@@ -233,6 +247,7 @@ def write(run: dict, out: Path) -> None:
         "RESULTS": results_table(run),
         "SPEEDUP_XLA": speedup_table(run),
         "SPEEDUP_JITTER": jitter_table(run),
+        "SPEEDUP_SMALL_MAP": small_map_table(run),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

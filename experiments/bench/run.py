@@ -6,7 +6,8 @@
 2. Step time, images/s and peak memory for every case of ``cases.py`` at batch 64 and 256:
    ssl_jax (tuned), ssl_jax with XLA's default options (before), PyTorch NCHW and
    channels-last, interleaved (``step_bench.py``).
-3. Where the time goes (``profile_step.py``), SimCLR ResNet-18 at batch 64.
+3. The small-map convolution before/after (SwAV multi-crop, batch 64) and where the time
+   goes (``profile_step.py``), SimCLR ResNet-18 at batch 64.
 4. Scaling: step time and memory against batch size, time and compile time against fake
    device count, memory against the Barlow Twins / VICReg embedding dimension.
 5. Input pipeline: host and device augmentation rates, the colour-jitter change before and
@@ -133,6 +134,9 @@ def main() -> None:
     ]
     (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
 
+    small_map = run(
+        "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps - 2
+    )
     profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
     extra_batches = {
         "simclr_convnet": (8, 32) if q else (32, 128, 512),
@@ -170,6 +174,7 @@ def main() -> None:
         duration_min=(time.time() - t0) / 60,
         steps=steps,
         profile=profile,
+        small_map=small_map,
         scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
         input=dict(jitter=jitter, device_views=device_views, pipeline=pipeline),
     )

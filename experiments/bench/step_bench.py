@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
-from experiments.bench import cases, jax_side, timing
+from experiments.bench import baselines, cases, jax_side, timing
 from experiments.bench.torch_ref.methods import Peer
 
 
@@ -80,6 +80,28 @@ def measure(
         load_average_after=load_after,
     )
     return record, details
+
+
+def small_map_before_after(case: str, batch: int, reps: int) -> dict:
+    """ssl_jax's step with and without the GEMM form for maps smaller than the kernel."""
+    c = cases.get(case).config(batch)
+    views, labels = jax_side.make_views(c)
+    after = jax_side.JaxCase(c).setup(views, labels)
+    with baselines.xla_small_map_conv():
+        before = jax_side.JaxCase(c).setup(views, labels)
+    load_before = timing.load_average()
+    t = timing.interleave({"before": before.step, "after": after.step}, reps=reps)
+    return dict(
+        case=case,
+        batch=batch,
+        before_s=t["before"]["median_s"],
+        after_s=t["after"]["median_s"],
+        timings=t,
+        compile_s={"before": before.compile_s, "after": after.compile_s},
+        xla_flops={"before": before.flops(), "after": after.flops()},
+        load_average_before=load_before,
+        load_average_after=timing.load_average(),
+    )
 
 
 def main() -> None:

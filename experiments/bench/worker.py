@@ -33,6 +33,7 @@ def profile(case: str, batch: int, steps: int = 2) -> dict:
 KINDS = {
     "profile": profile,
     "step": step,
+    "small_map": step_bench.small_map_before_after,
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

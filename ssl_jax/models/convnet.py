@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.models import small_map_conv
 from ssl_jax.models.resnet import conv_init
 
 
@@ -68,6 +69,7 @@ class ConvNet(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 kernel_init=conv_init,
+                conv_general_dilated=small_map_conv.conv_general_dilated,
                 name=f"conv{i + 1}",
             )(x)
             x = nn.BatchNorm(

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_jax.models import small_map_conv
+
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
 
@@ -129,7 +131,12 @@ class ResNet(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"ResNet expects NHWC images [B, H, W, C], got shape {x.shape}")
         conv = functools.partial(
-            nn.Conv, use_bias=False, padding="VALID", dtype=self.dtype, kernel_init=conv_init
+            nn.Conv,
+            use_bias=False,
+            padding="VALID",
+            dtype=self.dtype,
+            kernel_init=conv_init,
+            conv_general_dilated=small_map_conv.conv_general_dilated,
         )
         norm = functools.partial(
             nn.BatchNorm,
