@@ -16,8 +16,17 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "README.template.md"
 
 
+NOT_YET = ["(not measured yet: the run stopped before this part; `run.py --resume` adds it)"]
+
+
 def _f(x, digits=3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _took(run: dict) -> str:
+    if run.get("duration_min") is not None:
+        return f"run took {run['duration_min']:.0f} min"
+    return f"interrupted run, {len(run.get('missing', []))} measurements still to make"
 
 
 def results_table(run: dict) -> list[str]:
@@ -57,7 +66,7 @@ def speedup_table(run: dict) -> list[str]:
 def small_map_table(run: dict) -> list[str]:
     r = run.get("small_map")
     if not r:
-        return ["(not measured in this run)"]
+        return NOT_YET
     return [
         "| case | batch | XLA convolution (s) | GEMM form (s) | speed-up | GFLOP per step "
         "before / after |",
@@ -85,6 +94,8 @@ def memory_table(run: dict) -> list[str]:
 
 
 def jitter_table(run: dict) -> list[str]:
+    if not run["input"]["jitter"]:
+        return NOT_YET
     lines = ["| recipe | views | variant | batch | images/s |", "|---|---|---|---:|---:|"]
     for r in run["input"]["jitter"]:
         lines.append(
@@ -96,8 +107,10 @@ def jitter_table(run: dict) -> list[str]:
 
 def pipeline_table(run: dict) -> list[str]:
     steps = {(d["case"], d["batch"]): d for d in run["steps"]}
+    if not run["input"]["pipeline"] and not run["input"]["device_views"]:
+        return NOT_YET
     lines = ["| data | recipe | views | path | batch | images/s |", "|---|---|---|---|---:|---:|"]
-    for r in run["input"].get("pipeline", []):
+    for r in run["input"]["pipeline"]:
         lines.append(
             f"| {r['data']} | {r['recipe']} | {r['views']} | {r['path']} | {r['batch']} "
             f"| {r['images_per_s']:,.0f} |"
@@ -108,7 +121,7 @@ def pipeline_table(run: dict) -> list[str]:
         "the library's default step (views made inside it) |",
         "|---|---:|---:|---:|",
     ]
-    for r in run["input"].get("device_views", []):
+    for r in run["input"]["device_views"]:
         d = steps.get((r["case"], r["batch"]))
         rate = d["images_per_s"]["jax"] if d else r["batch"] / r["given_views_step_s"]
         lines.append(
@@ -120,7 +133,7 @@ def pipeline_table(run: dict) -> list[str]:
 def profile_table(run: dict) -> list[str]:
     p = run.get("profile")
     if not p:
-        return ["(not measured in this run)"]
+        return NOT_YET
     ms = p["ms_per_step"]
     kinds = sorted(
         set(ms["tuned"]) | set(ms["xla_default"]), key=lambda k: -ms["xla_default"].get(k, 0)
@@ -140,6 +153,8 @@ def profile_table(run: dict) -> list[str]:
 
 def scaling_tables(run: dict) -> list[str]:
     s = run["scaling"]
+    if not s["devices"] and not s["embedding"]:
+        return NOT_YET
     lines = [
         "Devices (same cores split into N XLA CPU devices, fixed global batch):",
         "",
@@ -169,13 +184,17 @@ def scaling_tables(run: dict) -> list[str]:
     return lines
 
 
-def plots(run: dict, out: Path) -> list[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    batch_rows = run["scaling"]["batch"]
+def _save(fig, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _batch_plot(rows_all: list[dict], out: Path) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for case in sorted({r["case"] for r in batch_rows}):
-        rows = sorted((r for r in batch_rows if r["case"] == case), key=lambda r: r["batch"])
+    for case in sorted({r["case"] for r in rows_all}):
+        rows = sorted((r for r in rows_all if r["case"] == case), key=lambda r: r["batch"])
         b = [r["batch"] for r in rows]
         for key, style in (("jax", "-o"), ("torch", "--s"), ("torch_cl", ":^")):
             label = {"jax": "ssl_jax", "torch": "PyTorch NCHW", "torch_cl": "PyTorch CL"}[key]
@@ -189,26 +208,23 @@ def plots(run: dict, out: Path) -> list[str]:
         ax.set(xscale="log", yscale="log", xlabel="batch (images per view)", title=title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "batch_scaling.png", dpi=110)
-    names.append("batch_scaling.png")
-    plt.close(fig)
+    return _save(fig, out, "batch_scaling.png")
 
-    dev = sorted(run["scaling"]["devices"], key=lambda r: r["devices"])
+
+def _device_plot(rows: list[dict], out: Path) -> str:
+    dev = sorted(rows, key=lambda r: r["devices"])
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     n = [r["devices"] for r in dev]
     ax.plot(n, [r["step_s"] for r in dev], "-o", label="step (s)")
     ax.plot(n, [r["compile_s"] for r in dev], "--s", label="compile (s)")
-    ax.set(xscale="log", xlabel="XLA CPU devices (same cores)", title=dev[0]["case"] if dev else "")
+    ax.set(xscale="log", xlabel="XLA CPU devices (same cores)", title=dev[0]["case"])
     ax.set_xticks(n, [str(k) for k in n])
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "device_scaling.png", dpi=110)
-    names.append("device_scaling.png")
-    plt.close(fig)
+    return _save(fig, out, "device_scaling.png")
 
-    emb = run["scaling"]["embedding"]
+
+def _embedding_plot(emb: list[dict], out: Path) -> str:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method in sorted({r["method"] for r in emb}):
         rows = sorted((r for r in emb if r["method"] == method), key=lambda r: r["dim"])
@@ -224,11 +240,19 @@ def plots(run: dict, out: Path) -> list[str]:
     )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "embedding_memory.png", dpi=110)
-    names.append("embedding_memory.png")
-    plt.close(fig)
-    return names
+    return _save(fig, out, "embedding_memory.png")
+
+
+def plots(run: dict, out: Path) -> list[str]:
+    """The scaling plots that the run has data for; returns their file names."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = run["scaling"]
+    makers = (
+        (_batch_plot, s["batch"]),
+        (_device_plot, s["devices"]),
+        (_embedding_plot, s["embedding"]),
+    )
+    return [make(rows, out) for make, rows in makers if rows]
 
 
 def write(run: dict, out: Path) -> None:
@@ -236,7 +260,7 @@ def write(run: dict, out: Path) -> None:
     plot_names = plots(run, out / "plots")
     generated = {
         "MACHINE": [
-            f"- date: {run['date']} (run took {run['duration_min']:.0f} min)",
+            f"- date: {run['date']} ({_took(run)})",
             f"- command: `{run['command']}`",
             f"- machine: {m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB; "
             f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average'])}",
@@ -251,7 +275,7 @@ def write(run: dict, out: Path) -> None:
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),
-        "PLOTS": [f"![{n}](plots/{n})" for n in plot_names],
+        "PLOTS": [f"![{n}](plots/{n})" for n in plot_names] or NOT_YET,
         "INPUT": pipeline_table(run),
     }
     text = STATIC.read_text()

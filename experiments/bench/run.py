@@ -74,17 +74,22 @@ def machine() -> dict:
 class Runner:
     """Runs workers, keeps every result in ``details.json`` as it arrives."""
 
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resume: bool, offline: bool = False):
         self.path = out / "details.json"
-        self.done = {}
-        if resume and self.path.exists():
-            self.done = json.loads(self.path.read_text()).get("measurements", {})
-        self.meta = {}
+        self.done, self.meta, self.missing, self.offline = {}, {}, [], offline
+        if (resume or offline) and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self.done = saved.pop("measurements", {})
+            if offline:
+                self.meta = saved
 
     def __call__(self, kind: str, env: dict | None = None, **args):
         key = f"{kind} {json.dumps(args, sort_keys=True)} {json.dumps(env or {}, sort_keys=True)}"
         if key in self.done:
             return self.done[key]
+        if self.offline:  # --report_only: what is not measured yet stays out
+            self.missing.append(key)
+            return None
         print(f"[{time.strftime('%H:%M:%S')}] {kind} {args} {env or ''}", flush=True)
         full_env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
         proc = subprocess.run(
@@ -106,15 +111,97 @@ class Runner:
         self.path.write_text(json.dumps({**self.meta, "measurements": self.done}, indent=1))
 
 
+def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
+    """Every measurement of the benchmark, in order (``None`` where ``run`` has none)."""
+    reps = 2 if q else 7
+    batches = (16,) if q else cases.BATCHES
+
+    def some(*results):
+        return [r for r in results if r is not None]
+
+    steps = some(
+        *(run("step", case=c.name, batch=b, reps=reps) for c in cases.CASES for b in batches)
+    )
+    small_map = run(
+        "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps - 2
+    )
+    profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
+    extra_batches = {
+        "simclr_convnet": (8, 32) if q else (32, 128, 512),
+        "simclr_resnet18": (8, 32) if q else (32, 128),
+    }
+    batch_rows = [d for d in steps if d["case"] in extra_batches] + some(
+        *(
+            run("step", case=case, batch=b, reps=max(2, reps - 2), before=False)
+            for case, bs in extra_batches.items()
+            for b in bs
+        )
+    )
+    dev_case = "simclr_convnet" if q else "simclr_resnet18"
+    devices = some(
+        *(
+            run(
+                "devices",
+                env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
+                case=dev_case,
+                batch=16 if q else 64,
+                reps=reps,
+            )
+            for n in ((1, 2) if q else (1, 2, 4, 8))
+        )
+    )
+    embedding = some(
+        *(
+            run("embedding", method=m, dim=d, batch=16 if q else 64, reps=max(2, reps - 2))
+            for m in ("barlow_twins", "vicreg")
+            for d in ((128, 256) if q else (512, 1024, 2048, 4096, 8192))
+        )
+    )
+    jitter = run("jitter", batch=32 if q else 256, reps=3 if q else 9)
+    device_views = some(
+        *(
+            run("device_views", case=c, batch=16 if q else 256, reps=max(2, reps - 2))
+            for c in ("simclr_resnet18", "swav_multicrop_resnet18", "simclr_convnet")
+        )
+    )
+    pipeline = run("pipeline", data_dir=data_dir, quick=q)
+    return dict(
+        steps=steps,
+        profile=profile,
+        small_map=small_map,
+        scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
+        input=dict(jitter=jitter or [], device_views=device_views, pipeline=pipeline or []),
+    )
+
+
+def write_results(steps: list[dict], out: Path) -> None:
+    keys = ("case", "batch", "jax_step_s", "torch_step_s", "ratio")
+    records = [{k: d[k] for k in keys} for d in steps]
+    (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run at tiny sizes")
     p.add_argument("--out", default=None, help="output directory (default: this folder)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--report_only",
+        action="store_true",
+        help="measure nothing: write results.json, README.md and plots from details.json as "
+        "it stands (an interrupted run's README lists what is missing)",
+    )
     p.add_argument("--data_dir", default=None, help="TFDS data dir for the CIFAR-10 rows")
     a = p.parse_args()
     out = Path(a.out) if a.out else (Path(tempfile.mkdtemp()) if a.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
+    if a.report_only:
+        run = Runner(out, resume=True, offline=True)
+        full = dict(run.meta, **measure_all(run, a.quick, a.data_dir), missing=run.missing)
+        write_results(full["steps"], out)
+        report.write(full, out)
+        print(f"wrote {out}/results.json, README.md, plots/ ({len(run.missing)} missing)")
+        return
     t0 = time.time()
     info = dict(
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -125,61 +212,10 @@ def main() -> None:
     print("PyTorch peers match ssl_jax (losses, gradients, LARS, parameter counts)", flush=True)
     run = Runner(out, a.resume)
     run.save(**info)
-    q = a.quick
-    reps = 2 if q else 7
-    batches = (16,) if q else cases.BATCHES
-    steps = [run("step", case=c.name, batch=b, reps=reps) for c in cases.CASES for b in batches]
-    records = [
-        {k: d[k] for k in ("case", "batch", "jax_step_s", "torch_step_s", "ratio")} for d in steps
-    ]
-    (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
-
-    small_map = run(
-        "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps - 2
-    )
-    profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
-    extra_batches = {
-        "simclr_convnet": (8, 32) if q else (32, 128, 512),
-        "simclr_resnet18": (8, 32) if q else (32, 128),
-    }
-    batch_rows = [d for d in steps if d["case"] in extra_batches]
-    for case, bs in extra_batches.items():
-        batch_rows += [
-            run("step", case=case, batch=b, reps=max(2, reps - 2), before=False) for b in bs
-        ]
-    dev_case = "simclr_convnet" if q else "simclr_resnet18"
-    devices = [
-        run(
-            "devices",
-            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"},
-            case=dev_case,
-            batch=16 if q else 64,
-            reps=reps,
-        )
-        for n in ((1, 2) if q else (1, 2, 4, 8))
-    ]
-    embedding = [
-        run("embedding", method=m, dim=d, batch=16 if q else 64, reps=max(2, reps - 2))
-        for m in ("barlow_twins", "vicreg")
-        for d in ((128, 256) if q else (512, 1024, 2048, 4096, 8192))
-    ]
-    jitter = run("jitter", batch=32 if q else 256, reps=3 if q else 9)
-    device_views = [
-        run("device_views", case=c, batch=16 if q else 256, reps=max(2, reps - 2))
-        for c in ("simclr_resnet18", "swav_multicrop_resnet18", "simclr_convnet")
-    ]
-    pipeline = run("pipeline", data_dir=a.data_dir, quick=q)
-    full = dict(
-        info,
-        duration_min=(time.time() - t0) / 60,
-        steps=steps,
-        profile=profile,
-        small_map=small_map,
-        scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
-        input=dict(jitter=jitter, device_views=device_views, pipeline=pipeline),
-    )
-    run.save(**{k: v for k, v in full.items() if k != "machine"})
-    report.write({**full, "machine": info["machine"]}, out)
+    full = dict(info, **measure_all(run, a.quick, a.data_dir), duration_min=(time.time() - t0) / 60)
+    write_results(full["steps"], out)
+    run.save(**{k: v for k, v in full.items() if k not in ("machine", "date", "command")})
+    report.write(full, out)
     print(
         f"wrote {out}/results.json, details.json, README.md, plots/ "
         f"in {(time.time() - t0) / 60:.0f} min"
