@@ -44,6 +44,12 @@ def results_table(run: dict) -> list[str]:
             f"| {d['batch'] / d['torch_step_s']:.0f} | {_f(t['torch']['median_s'])} "
             f"| {_f(t['torch_cl']['median_s'])} |"
         )
+    met = sum(d["ratio"] <= 1 for d in run["steps"])
+    lines += [
+        "",
+        f"Target (issue 6): ssl_jax at or below PyTorch's step time in every case; met in "
+        f"{met} of {len(run['steps'])}.",
+    ]
     return lines
 
 
