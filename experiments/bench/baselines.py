@@ -5,15 +5,18 @@ change to two evaluations per slot: every slot evaluated all enabled ops and sel
 ``tests/augment/test_color_jitter_slots.py`` checks the current function against it bit
 for bit; ``input_bench.py`` times both. ``xla_small_map_conv`` gives the encoders' small
 feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``);
-``step_bench.small_map_before_after`` times both.
+``flax_max_pool`` gives the ConvNet back ``nn.max_pool`` (before
+``ssl_jax.models.max_pool``); ``step_bench.before_after`` times each against the current
+code.
 """
 
 import contextlib
 
+import flax.linen as nn
 import jax
 
 from ssl_jax.augment import color
-from ssl_jax.models import small_map_conv
+from ssl_jax.models import convnet, small_map_conv
 
 
 def color_jitter_all_ops(
@@ -77,3 +80,15 @@ def xla_small_map_conv():
         yield
     finally:
         small_map_conv._swap_prone = current
+
+
+@contextlib.contextmanager
+def flax_max_pool():
+    """Within the block, ConvNets traced pool with ``nn.max_pool`` (``select_and_scatter``
+    in the backward pass)."""
+    current = convnet.max_pool_2x2
+    convnet.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+    try:
+        yield
+    finally:
+        convnet.max_pool_2x2 = current

@@ -25,8 +25,20 @@ def _f(x, digits=3) -> str:
 
 def _took(run: dict) -> str:
     if run.get("duration_min") is not None:
-        return f"run took {run['duration_min']:.0f} min"
+        last = "last sitting" if len(run.get("sittings") or []) > 1 else "run"
+        return f"{last} took {run['duration_min']:.0f} min"
     return f"interrupted run, {len(run.get('missing', []))} measurements still to make"
+
+
+def _sittings(run: dict) -> list[str]:
+    """The resumed sittings of a run, and which measurements each made."""
+    sittings = run.get("sittings") or []
+    if len(sittings) < 2:
+        return []
+    lines = [f"- measured in {len(sittings)} sittings (`--resume`):"]
+    for s in sittings:
+        lines.append(f"  - {s['date']}, commit {s['commit']}: `{s['command']}`")
+    return lines
 
 
 def results_table(run: dict) -> list[str]:
@@ -69,13 +81,12 @@ def speedup_table(run: dict) -> list[str]:
     return lines
 
 
-def small_map_table(run: dict) -> list[str]:
-    r = run.get("small_map")
+def before_after_table(run: dict, key: str, before: str, after: str) -> list[str]:
+    r = run.get(key)
     if not r:
         return NOT_YET
     return [
-        "| case | batch | XLA convolution (s) | GEMM form (s) | speed-up | GFLOP per step "
-        "before / after |",
+        f"| case | batch | {before} (s) | {after} (s) | speed-up | GFLOP per step before / after |",
         "|---|---:|---:|---:|---:|---|",
         f"| {r['case']} | {r['batch']} | {_f(r['before_s'])} | {_f(r['after_s'])} "
         f"| {r['before_s'] / r['after_s']:.2f}x | {r['xla_flops']['before'] / 1e9:.1f} / "
@@ -268,6 +279,7 @@ def write(run: dict, out: Path) -> None:
         "MACHINE": [
             f"- date: {run['date']} ({_took(run)})",
             f"- command: `{run['command']}`",
+            *_sittings(run),
             f"- machine: {m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB; "
             f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average'])}",
             f"- versions: python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, flax "
@@ -277,7 +289,8 @@ def write(run: dict, out: Path) -> None:
         "RESULTS": results_table(run),
         "SPEEDUP_XLA": speedup_table(run),
         "SPEEDUP_JITTER": jitter_table(run),
-        "SPEEDUP_SMALL_MAP": small_map_table(run),
+        "SPEEDUP_SMALL_MAP": before_after_table(run, "small_map", "XLA convolution", "GEMM form"),
+        "SPEEDUP_MAX_POOL": before_after_table(run, "max_pool", "`nn.max_pool`", "`max_pool_2x2`"),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

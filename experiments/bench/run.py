@@ -16,11 +16,13 @@
    torch_step_s, ratio``; ``torch_step_s`` is the faster PyTorch memory format),
    ``details.json`` (everything), ``README.md`` and ``plots/``.
 
-Every measurement runs in its own process (``worker.py``). ``--resume`` keeps the
-measurements already in ``details.json``. ``--quick`` is a smoke run at tiny sizes that
-writes to a temporary directory unless ``--out`` is given. On a quiet 2-core machine the
-full run takes about 2 hours; keep the machine otherwise idle (the load average before each
-measurement is recorded in ``details.json``).
+Every measurement runs in its own process (``worker.py``) and is stamped with the time
+and commit it was made at. ``--resume`` keeps the measurements already in
+``details.json``; ``--redo TEXT`` (with ``--resume``) measures again those whose key
+contains TEXT (e.g. ``simclr_convnet`` after a change to the ConvNet). ``--quick`` is a
+smoke run at tiny sizes that writes to a temporary directory unless ``--out`` is given. On
+a quiet 2-core machine the full run takes about 2 hours; keep the machine otherwise idle
+(the load average before each measurement is recorded in ``details.json``).
 """
 
 import argparse
@@ -71,17 +73,29 @@ def machine() -> dict:
     )
 
 
+def commit() -> str:
+    """HEAD's short hash, with ``+dirty`` when tracked files differ from it."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
+    return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if dirty else "")
+
+
 class Runner:
     """Runs workers, keeps every result in ``details.json`` as it arrives."""
 
-    def __init__(self, out: Path, resume: bool, offline: bool = False):
+    def __init__(self, out: Path, resume: bool, offline: bool = False, redo=()):
         self.path = out / "details.json"
         self.done, self.meta, self.missing, self.offline = {}, {}, [], offline
+        self.stamps = {}  # key -> when and at which commit it was measured
         if (resume or offline) and self.path.exists():
             saved = json.loads(self.path.read_text())
-            self.done = saved.pop("measurements", {})
-            if offline:
-                self.meta = saved
+            done = saved.pop("measurements", {})
+            self.done = {k: v for k, v in done.items() if not any(r in k for r in redo)}
+            self.stamps = {k: v for k, v in saved.pop("stamps", {}).items() if k in self.done}
+            self.meta = saved
 
     def __call__(self, kind: str, env: dict | None = None, **args):
         key = f"{kind} {json.dumps(args, sort_keys=True)} {json.dumps(env or {}, sort_keys=True)}"
@@ -103,12 +117,19 @@ class Runner:
             raise RuntimeError(f"{kind} {args} failed:\n{proc.stderr[-4000:]}")
         result = json.loads(lines[-1][len("RESULT ") :])
         self.done[key] = result
+        self.stamps[key] = dict(utc=_now(), commit=commit())
         self.save()
         return result
 
     def save(self, **extra) -> None:
         self.meta.update(extra)
-        self.path.write_text(json.dumps({**self.meta, "measurements": self.done}, indent=1))
+        self.path.write_text(
+            json.dumps({**self.meta, "measurements": self.done, "stamps": self.stamps}, indent=1)
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
@@ -123,8 +144,9 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         *(run("step", case=c.name, batch=b, reps=reps) for c in cases.CASES for b in batches)
     )
     small_map = run(
-        "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps - 2
+        "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
+    max_pool = run("max_pool", case="simclr_convnet", batch=16 if q else 256, reps=reps)
     profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
     extra_batches = {
         "simclr_convnet": (8, 32) if q else (32, 128, 512),
@@ -169,6 +191,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         steps=steps,
         profile=profile,
         small_map=small_map,
+        max_pool=max_pool,
         scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
         input=dict(jitter=jitter or [], device_views=device_views, pipeline=pipeline or []),
     )
@@ -186,6 +209,12 @@ def main() -> None:
     p.add_argument("--out", default=None, help="output directory (default: this folder)")
     p.add_argument("--resume", action="store_true")
     p.add_argument(
+        "--redo",
+        action="append",
+        default=[],
+        help="with --resume: measure again what has TEXT in its key (repeatable)",
+    )
+    p.add_argument(
         "--report_only",
         action="store_true",
         help="measure nothing: write results.json, README.md and plots from details.json as "
@@ -202,15 +231,24 @@ def main() -> None:
         report.write(full, out)
         print(f"wrote {out}/results.json, README.md, plots/ ({len(run.missing)} missing)")
         return
+    if a.redo and not a.resume:
+        p.error("--redo needs --resume")
     t0 = time.time()
-    info = dict(
-        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        command=" ".join(["python", *sys.argv]),
-        machine=machine(),
-    )
+    command = " ".join(["python", *sys.argv])
+    info = dict(date=_now(), command=command, machine=machine())
     peers.check_all(cases.CASES)
     print("PyTorch peers match ssl_jax (losses, gradients, LARS, parameter counts)", flush=True)
-    run = Runner(out, a.resume)
+    run = Runner(out, a.resume, redo=a.redo)
+    # A resumed run keeps the first sitting's date and command and lists every sitting.
+    sitting = dict(date=info["date"], command=command, commit=commit())
+    if a.resume and "date" in run.meta:
+        info.update(date=run.meta["date"], command=run.meta["command"])
+        sittings = run.meta.get("sittings") or [
+            dict(date=run.meta["date"], command=run.meta["command"], commit="not recorded")
+        ]
+    else:
+        sittings = []
+    info["sittings"] = [*sittings, sitting]
     run.save(**info)
     full = dict(info, **measure_all(run, a.quick, a.data_dir), duration_min=(time.time() - t0) / 60)
     write_results(full["steps"], out)

@@ -82,12 +82,17 @@ def measure(
     return record, details
 
 
-def small_map_before_after(case: str, batch: int, reps: int) -> dict:
-    """ssl_jax's step with and without the GEMM form for maps smaller than the kernel."""
+# Performance changes to the encoders, each with a context manager that restores the
+# code before it (``baselines.py``).
+BEFORE = {"small_map": baselines.xla_small_map_conv, "max_pool": baselines.flax_max_pool}
+
+
+def before_after(change: str, case: str, batch: int, reps: int) -> dict:
+    """ssl_jax's step with the current code and with ``change`` undone, interleaved."""
     c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
     after = jax_side.JaxCase(c).setup(views, labels)
-    with baselines.xla_small_map_conv():
+    with BEFORE[change]():
         before = jax_side.JaxCase(c).setup(views, labels)
     load_before = timing.load_average()
     t = timing.interleave({"before": before.step, "after": after.step}, reps=reps)

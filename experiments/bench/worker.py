@@ -6,6 +6,7 @@ One process per measurement keeps allocators, compilation caches and the memory 
 ``mallopt`` setting (``timing.peak_memory``) from leaking into the next measurement.
 """
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ def profile(case: str, batch: int, steps: int = 2) -> dict:
 KINDS = {
     "profile": profile,
     "step": step,
-    "small_map": step_bench.small_map_before_after,
+    "small_map": functools.partial(step_bench.before_after, "small_map"),
+    "max_pool": functools.partial(step_bench.before_after, "max_pool"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

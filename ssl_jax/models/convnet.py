@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.models import small_map_conv
+from ssl_jax.models.max_pool import max_pool_2x2
 from ssl_jax.models.resnet import conv_init
 
 
@@ -82,5 +83,5 @@ class ConvNet(nn.Module):
             )(x)
             x = nn.relu(x)
             if i < len(self.widths) - 1:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool_2x2(x)
         return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)

@@ -1,0 +1,83 @@
+"""2x2 max-pool with an elementwise backward: values and gradients equal to ``nn.max_pool``
+and to a numpy first-maximum reference, ties included, and the ConvNet uses it."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.models import ConvNet
+from ssl_jax.models.max_pool import max_pool_2x2
+from tests.models import numpy_ref as ref
+
+
+def numpy_pool_grad(x, g):
+    """Gradient of 2x2/stride-2 max-pooling: each window's first maximum (row-major) gets g."""
+    dx = np.zeros_like(x)
+    b, h, w, c = g.shape
+    for n, i, j, k in np.ndindex(b, h, w, c):
+        window = x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, k].reshape(-1)
+        di, dj = divmod(int(np.argmax(window)), 2)  # argmax returns the first maximum
+        dx[n, 2 * i + di, 2 * j + dj, k] = g[n, i, j, k]
+    return dx
+
+
+def _inputs(shape):
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    ties = np.round(x * 2) / 2  # many equal entries per window
+    return {"distinct": x, "ties": ties, "relu_ties": np.maximum(ties, 0.0)}
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (3, 5, 7, 2), (1, 2, 2, 1)])
+@pytest.mark.parametrize("kind", ["distinct", "ties", "relu_ties"])
+def test_values_and_gradients_match_nn_max_pool_and_numpy(shape, kind):
+    x = _inputs(shape)[kind]
+    want = ref.max_pool(x, 2, 2, 0)
+    g = np.random.default_rng(1).normal(size=want.shape).astype(np.float32)
+    want_dx = numpy_pool_grad(x, g)
+
+    def vjp(pool):
+        y, back = jax.vjp(pool, jnp.asarray(x))
+        return y, back(jnp.asarray(g))[0]
+
+    def flax_pool(v):
+        return nn.max_pool(v, (2, 2), strides=(2, 2))
+
+    for y, dx in (vjp(max_pool_2x2), jax.jit(lambda: vjp(max_pool_2x2))(), vjp(flax_pool)):
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(dx, want_dx)
+
+
+def test_vmap_matches_per_slice():
+    x = jnp.asarray(_inputs((2, 4, 4, 3))["ties"])
+    xs = jnp.stack([x, -x])
+
+    def grad(v):
+        return jax.grad(lambda u: jnp.sum(max_pool_2x2(u) ** 3))(v)
+
+    np.testing.assert_array_equal(
+        jax.vmap(max_pool_2x2)(xs), jnp.stack([max_pool_2x2(x), max_pool_2x2(-x)])
+    )
+    np.testing.assert_array_equal(jax.vmap(grad)(xs), jnp.stack([grad(x), grad(-x)]))
+
+
+def test_rejects_bad_shapes():
+    for shape in [(4, 4, 3), (2, 1, 4, 3)]:
+        with pytest.raises(ValueError, match="max_pool_2x2 expects NHWC"):
+            max_pool_2x2(jnp.zeros(shape))
+
+
+def test_convnet_pools_without_select_and_scatter():
+    model = ConvNet(widths=(4, 8, 16))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+        out, _ = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jnp.sum(out**2)
+
+    text = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
+    assert "select_and_scatter" not in text and "reduce_window" not in text
