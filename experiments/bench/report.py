@@ -30,14 +30,29 @@ def _took(run: dict) -> str:
     return f"interrupted run, {len(run.get('missing', []))} measurements still to make"
 
 
+def _label(key: str) -> str:
+    """``'step {"batch": 64, "case": "x", ...} {}'`` -> ``'step x b64'``."""
+    kind, rest = key.split(" ", 1)
+    args = json.JSONDecoder().raw_decode(rest)[0]
+    what = args.get("case") or args.get("method") or ""
+    extra = [f"b{args['batch']}"] if "batch" in args else []
+    extra += [f"dim {args['dim']}"] if "dim" in args else []
+    return " ".join(x for x in (kind, what, *extra) if x)
+
+
 def _sittings(run: dict) -> list[str]:
-    """The resumed sittings of a run, and which measurements each made."""
+    """The sittings of a resumed run, each with what it measured (``details.json`` stamps
+    every measurement with its time and commit)."""
     sittings = run.get("sittings") or []
     if len(sittings) < 2:
         return []
+    stamps = run.get("stamps") or {}
     lines = [f"- measured in {len(sittings)} sittings (`--resume`):"]
-    for s in sittings:
-        lines.append(f"  - {s['date']}, commit {s['commit']}: `{s['command']}`")
+    for i, s in enumerate(sittings):
+        end = sittings[i + 1]["date"] if i + 1 < len(sittings) else "~"
+        made = [_label(k) for k, v in stamps.items() if s["date"] <= v["utc"] < end]
+        what = f"{len(made)}: " + ", ".join(made) if made else "the rest"
+        lines.append(f"  - {s['date']}, commit {s['commit']}: `{s['command']}`; measured {what}")
     return lines
 
 

@@ -227,6 +227,7 @@ def main() -> None:
     if a.report_only:
         run = Runner(out, resume=True, offline=True)
         full = dict(run.meta, **measure_all(run, a.quick, a.data_dir), missing=run.missing)
+        full["stamps"] = run.stamps
         write_results(full["steps"], out)
         report.write(full, out)
         print(f"wrote {out}/results.json, README.md, plots/ ({len(run.missing)} missing)")
@@ -251,6 +252,7 @@ def main() -> None:
     info["sittings"] = [*sittings, sitting]
     run.save(**info)
     full = dict(info, **measure_all(run, a.quick, a.data_dir), duration_min=(time.time() - t0) / 60)
+    full["stamps"] = run.stamps
     write_results(full["steps"], out)
     run.save(**{k: v for k, v in full.items() if k not in ("machine", "date", "command")})
     report.write(full, out)
