@@ -51,6 +51,15 @@ def sections(gpu: bool, *, margin: float, hard_cap: float) -> list[str]:
         "a ViT encoder DeiT's AdamW, lr 2.5e-4 x B/256, wd 0.05, warm-up 5% of the run: at the "
         "SGD rate the ViT diverged).",
         "- The random-init baseline is the supervised run's initial state (step 0).",
+        "- Rows were trained at different commits. The SwAV and DINO rows were rerun after two "
+        "encoder speed-ups of the performance work (`ssl_jax/models/small_map_conv.py`: the "
+        "16-px crops' 2x2 maps as a GEMM; `ssl_jax/models/max_pool.py`: the ConvNet's "
+        "max-pool without `select_and_scatter`): SwAV's step went from 4.12 s to 1.84 s (187 "
+        "-> 424 steps; kNN 41.64 -> 43.41, linear 52.98 -> 53.20) and DINO's from 3.24 s to "
+        "2.13 s (239 -> 365 steps; kNN 43.29 -> 43.92, linear 52.94 -> 53.60). The other "
+        "ConvNet rows and both baselines predate the max-pool change (their steps would now "
+        "be ~0.15 s faster: 0.69 -> 0.55 s for SimCLR's at batch 256 in the bench) and were "
+        "not rerun.",
         "- The two patch-based pretext tasks (`patch_position`, `jigsaw`) end at or below the "
         "random-init encoder on this budget. They do learn their pretext (patch position: "
         "training accuracy 14% -> 55%, chance 12.5%; jigsaw: 45% of 100 permutations), and "
