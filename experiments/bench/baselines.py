@@ -6,8 +6,9 @@ change to two evaluations per slot: every slot evaluated all enabled ops and sel
 for bit; ``input_bench.py`` times both. ``xla_small_map_conv`` gives the encoders' small
 feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``);
 ``flax_max_pool`` gives the ConvNet back ``nn.max_pool`` (before
-``ssl_jax.models.max_pool``); ``step_bench.before_after`` times each against the current
-code.
+``ssl_jax.models.max_pool``); ``fused_weight_grads`` drops the kernel-gradient barrier
+(before ``ssl_jax.models.weight_grad``); ``step_bench.before_after`` times each against
+the current code.
 """
 
 import contextlib
@@ -16,7 +17,7 @@ import flax.linen as nn
 import jax
 
 from ssl_jax.augment import color
-from ssl_jax.models import convnet, small_map_conv
+from ssl_jax.models import convnet, small_map_conv, weight_grad
 
 
 def color_jitter_all_ops(
@@ -92,3 +93,15 @@ def flax_max_pool():
         yield
     finally:
         convnet.max_pool_2x2 = current
+
+
+@contextlib.contextmanager
+def fused_weight_grads():
+    """Within the block, encoders traced leave their kernels' cotangents without the
+    barrier, so XLA:CPU may fuse multi-crop's weight gradients into YNNPACK."""
+    current = weight_grad.separate_weight_gradient
+    weight_grad.separate_weight_gradient = lambda kernel: kernel
+    try:
+        yield
+    finally:
+        weight_grad.separate_weight_gradient = current

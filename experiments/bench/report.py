@@ -306,6 +306,9 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_JITTER": jitter_table(run),
         "SPEEDUP_SMALL_MAP": before_after_table(run, "small_map", "XLA convolution", "GEMM form"),
         "SPEEDUP_MAX_POOL": before_after_table(run, "max_pool", "`nn.max_pool`", "`max_pool_2x2`"),
+        "SPEEDUP_WEIGHT_GRAD": before_after_table(
+            run, "weight_grad", "fused weight gradients", "barrier"
+        ),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

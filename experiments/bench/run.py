@@ -147,6 +147,9 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
     max_pool = run("max_pool", case="simclr_convnet", batch=16 if q else 256, reps=reps)
+    weight_grad = run(
+        "weight_grad", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
+    )
     profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
     extra_batches = {
         "simclr_convnet": (8, 32) if q else (32, 128, 512),
@@ -192,6 +195,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         profile=profile,
         small_map=small_map,
         max_pool=max_pool,
+        weight_grad=weight_grad,
         scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
         input=dict(jitter=jitter or [], device_views=device_views, pipeline=pipeline or []),
     )

@@ -84,7 +84,11 @@ def measure(
 
 # Performance changes to the encoders, each with a context manager that restores the
 # code before it (``baselines.py``).
-BEFORE = {"small_map": baselines.xla_small_map_conv, "max_pool": baselines.flax_max_pool}
+BEFORE = {
+    "small_map": baselines.xla_small_map_conv,
+    "max_pool": baselines.flax_max_pool,
+    "weight_grad": baselines.fused_weight_grads,
+}
 
 
 def before_after(change: str, case: str, batch: int, reps: int) -> dict:

@@ -11,13 +11,18 @@ same convolution is a GEMM: 40 ms instead of 1.8 s for ``[96, 2, 2, 512]`` (fwd 
 
 ``conv_general_dilated`` has ``lax.conv_general_dilated``'s signature; it takes the im2col
 form only where the rewrite would fire on the forward convolution or on its input-gradient
-convolution (output smaller than the kernel) and leaves every other convolution to XLA.
+convolution (output smaller than the kernel) and leaves every other convolution to XLA. It
+is the convolution of every ``nn.Conv`` in ``ResNet`` and ``ConvNet``, so it also passes the
+kernel through ``weight_grad.separate_weight_gradient`` (multi-crop's weight gradients
+stay out of YNNPACK fusions).
 """
 
 import math
 
 import jax.numpy as jnp
 from jax import lax
+
+from ssl_jax.models import weight_grad
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -55,6 +60,7 @@ def conv_general_dilated(
     preferred_element_type=None,
 ):
     """``lax.conv_general_dilated``, as a GEMM for NHWC maps smaller than the kernel."""
+    rhs = weight_grad.separate_weight_gradient(rhs)
     plain = (
         lhs.ndim == 4
         and feature_group_count == 1
