@@ -11,7 +11,7 @@ feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``
 the current code.
 """
 
-import contextlib
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -61,47 +61,25 @@ def color_jitter_all_ops(
     return image
 
 
-@contextlib.contextmanager
 def old_color_jitter():
     """Within the block, functions traced use :func:`color_jitter_all_ops`."""
-    current = color.color_jitter
-    color.color_jitter = color_jitter_all_ops
-    try:
-        yield
-    finally:
-        color.color_jitter = current
+    return mock.patch.object(color, "color_jitter", color_jitter_all_ops)
 
 
-@contextlib.contextmanager
 def xla_small_map_conv():
     """Within the block, encoders traced run every convolution through XLA's own."""
-    current = small_map_conv._swap_prone
-    small_map_conv._swap_prone = lambda *shapes: False
-    try:
-        yield
-    finally:
-        small_map_conv._swap_prone = current
+    return mock.patch.object(small_map_conv, "_swap_prone", lambda *shapes: False)
 
 
-@contextlib.contextmanager
 def flax_max_pool():
     """Within the block, ConvNets traced pool with ``nn.max_pool`` (``select_and_scatter``
     in the backward pass)."""
-    current = convnet.max_pool_2x2
-    convnet.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-    try:
-        yield
-    finally:
-        convnet.max_pool_2x2 = current
+    return mock.patch.object(
+        convnet, "max_pool_2x2", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+    )
 
 
-@contextlib.contextmanager
 def fused_weight_grads():
     """Within the block, encoders traced leave their kernels' cotangents without the
     barrier, so XLA:CPU may fuse multi-crop's weight gradients into YNNPACK."""
-    current = weight_grad.separate_weight_gradient
-    weight_grad.separate_weight_gradient = lambda kernel: kernel
-    try:
-        yield
-    finally:
-        weight_grad.separate_weight_gradient = current
+    return mock.patch.object(weight_grad, "separate_weight_gradient", lambda kernel: kernel)
