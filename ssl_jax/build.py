@@ -52,7 +52,9 @@ def encoder(c: ml_collections.ConfigDict) -> nn.Module:
         )
     if name == "convnet":
         return ConvNet(dtype=dtype(c), bn_axis_name=bn_axis(c))
-    model = ENCODERS[name](patch_size=c.model.patch_size, dtype=dtype(c))
+    model = ENCODERS[name](
+        patch_size=c.model.patch_size, pool=c.model.get("pool", "cls"), dtype=dtype(c)
+    )
     depth = c.model.get("depth", 0)
     return model.clone(depth=depth) if depth > 0 else model
 

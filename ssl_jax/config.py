@@ -69,6 +69,7 @@ def base_config(dataset: str = "cifar10") -> ml_collections.ConfigDict:
     c.model.width = 1
     c.model.patch_size = 16
     c.model.depth = 0  # ViT blocks; 0 = the architecture's own (12)
+    c.model.pool = "cls"  # ViT image feature: "cls" token or "mean" of patch tokens
     c.model.dtype = "float32"  # or "bfloat16" (compute dtype; params stay float32)
 
     c.head = ml_collections.ConfigDict()
@@ -265,6 +266,14 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int, num_processes: i
         raise ValueError(f"optim.lr_scaling must be linear|sqrt|none, got {c.optim.lr_scaling!r}")
     if c.optim.weight_decay < 0:
         raise ValueError(f"optim.weight_decay must be >= 0, got {c.optim.weight_decay}")
+    pool = c.model.get("pool", "cls")
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"model.pool must be 'cls' or 'mean', got {pool!r}")
+    if pool != "cls" and not c.model.encoder.startswith("vit"):
+        raise ValueError(
+            f"model.pool={pool!r} applies to ViT encoders only; {c.model.encoder} always "
+            "averages its last feature map"
+        )
     if c.model.encoder.startswith("vit") and c.data.image_size % c.model.patch_size:
         raise ValueError(
             f"data.image_size={c.data.image_size} must be a multiple of "

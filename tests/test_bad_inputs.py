@@ -110,6 +110,8 @@ def test_a_typo_on_the_command_line_is_named_with_a_suggestion(tmp_path):
         ({"optim.name": "adam"}, r"Unknown optim\.name 'adam'"),
         ({"data.batch_size": 0}, r"data\.batch_size must be positive"),
         ({"model.encoder": "vit_tiny", "data.image_size": 30}, r"must be a multiple of"),
+        ({"model.encoder": "vit_tiny", "model.pool": "max"}, r"model\.pool must be 'cls' or"),
+        ({"model.pool": "mean"}, r"model\.pool='mean' applies to ViT encoders only"),
     ],
 )
 def test_bad_config_values_are_named(change, message):

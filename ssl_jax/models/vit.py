@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 POS_EMBEDS = ("sincos", "learned")
+POOLS = ("cls", "mean")
 
 # MAE initialisation: xavier-uniform linear layers (qkv treated as one [D, 3D] matrix).
 dense_init = nn.initializers.xavier_uniform()
@@ -108,7 +109,7 @@ class TransformerBlock(nn.Module):
 
 
 class ViT(nn.Module):
-    """ViT encoder returning the final-LayerNorm cls feature ``[B, hidden_size]``.
+    """ViT encoder returning a final-LayerNorm image feature ``[B, hidden_size]``.
 
     Attributes:
       patch_size: side of the square patches; image sides must be multiples of it.
@@ -121,6 +122,9 @@ class ViT(nn.Module):
         other grids get it resized from the square init grid with ``jax.image.resize``
         bicubic, like DINO's interpolation, whose torch kernel differs slightly).
       use_mask_token: create the learned mask token that ``token_mask`` needs (iBOT, SimMIM).
+      pool: the image feature: ``'cls'`` (the cls token, as ViT, DINO and MAE's linear
+        probe) or ``'mean'`` (the average of the patch tokens the encoder saw, as BEiT's
+        linear probe and MAE's ``global_pool``; the cls token still attends).
       dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
 
     References:
@@ -136,6 +140,7 @@ class ViT(nn.Module):
     mlp_ratio: float = 4.0
     pos_embed: str = "sincos"
     use_mask_token: bool = False
+    pool: str = "cls"
     dtype: Any = jnp.float32
 
     @property
@@ -148,6 +153,8 @@ class ViT(nn.Module):
     ) -> tuple[int, int]:
         if self.pos_embed not in POS_EMBEDS:
             raise ValueError(f"pos_embed must be one of {POS_EMBEDS}, got {self.pos_embed!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if x.ndim != 4:
             raise ValueError(f"ViT expects NHWC images [B, H, W, C], got shape {x.shape}")
         b, h, w, _ = x.shape
@@ -210,8 +217,10 @@ class ViT(nn.Module):
           return_tokens: also return the patch tokens.
 
         Returns:
-          The final-LayerNorm cls token ``[B, D]``, or ``(cls [B, D], patch_tokens [B, N', D])``
-          with ``N' = N_keep`` if ``keep_idx`` is given, else ``N = (H / p) * (W / p)``.
+          The image feature ``[B, D]`` (``pool``: the final-LayerNorm cls token or the mean
+          of the final-LayerNorm patch tokens), or ``(feature [B, D], patch_tokens
+          [B, N', D])`` with ``N' = N_keep`` if ``keep_idx`` is given, else
+          ``N = (H / p) * (W / p)``.
         """
         del train
         if self.hidden_size % self.num_heads:
@@ -245,9 +254,8 @@ class ViT(nn.Module):
                 self.num_heads, self.mlp_ratio, dtype=self.dtype, name=f"block{i}"
             )(tokens)
         tokens = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(tokens)
-        if return_tokens:
-            return tokens[:, 0], tokens[:, 1:]
-        return tokens[:, 0]
+        feature = tokens[:, 0] if self.pool == "cls" else jnp.mean(tokens[:, 1:], axis=1)
+        return (feature, tokens[:, 1:]) if return_tokens else feature
 
 
 def vit_tiny(patch_size: int = 16, **kw: Any) -> ViT:

@@ -207,3 +207,23 @@ def test_bad_inputs_raise(tiny_vit):
         ViT(**{**TINY, "num_heads": 3}).init(
             jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False
         )
+
+
+def test_mean_pool_matches_numpy(tiny_vit):
+    """``pool='mean'``: the average of the final-LayerNorm patch tokens (the visible ones
+    with ``keep_idx``), from the same parameters as the cls-pooled model."""
+    model, params = tiny_vit
+    pooled = model.clone(pool="mean")
+    x = _images(7)
+    keep = np.stack([np.random.default_rng(8 + i).permutation(6)[:3] for i in range(2)])
+    for kw in ({}, {"keep_idx": keep.astype(np.int32)}):
+        feature, tokens = pooled.apply({"params": params}, x, train=False, return_tokens=True, **kw)
+        _, want = ref.vit(ref.f64(params), x.astype(np.float64), patch_size=4, num_heads=2, **kw)
+        np.testing.assert_allclose(tokens, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(feature, want.mean(axis=1), rtol=1e-4, atol=1e-4)
+    # Without keep_idx (last loop pass had it): the jitted feature of every patch token.
+    _, want = ref.vit(ref.f64(params), x.astype(np.float64), patch_size=4, num_heads=2)
+    jitted = jax.jit(lambda p: pooled.apply({"params": p}, x, train=False))(params)
+    np.testing.assert_allclose(jitted, want.mean(axis=1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="pool must be one of"):
+        model.clone(pool="max").apply({"params": params}, x, train=False)
