@@ -311,11 +311,13 @@ def _late_fusion_net(c: ml_collections.ConfigDict, num_classes: int) -> LateFusi
 def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     del num_train_examples  # no schedule inside the method
     p = c.patch_position
-    need = patches.patch_grid_size(patch_size=p.patch_size, gap=p.gap, jitter=p.jitter)
+    grid = p.get("grid", 3)
+    need = patches.patch_grid_size(patch_size=p.patch_size, gap=p.gap, jitter=p.jitter, grid=grid)
     if need > c.data.image_size:
         raise ValueError(
-            f"patch_position: patches of {p.patch_size} px with gap {p.gap} and jitter "
-            f"{p.jitter} need {need}-px views, data.image_size is {c.data.image_size}"
+            f"patch_position: a {grid}x{grid} grid of {p.patch_size}-px patches with gap "
+            f"{p.gap} and jitter {p.jitter} needs {need}-px views, data.image_size is "
+            f"{c.data.image_size}"
         )
     return PatchPosition(
         view_fn=build.view_fn(c),
@@ -324,6 +326,7 @@ def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Met
         gap=p.gap,
         jitter=p.jitter,
         color_drop=p.color_drop,
+        grid=grid,
         input_size=p.input_size or None,
     )
 

@@ -25,7 +25,7 @@ def get_config(name: str = ""):
     c.method = "patch_position"
     c.augment.recipe = "mae"
     c.patch_position = ml_collections.ConfigDict(
-        {"patch_size": 52, "gap": 26, "jitter": 4, "color_drop": True, "input_size": 0}
+        {"patch_size": 52, "gap": 26, "jitter": 4, "color_drop": True, "input_size": 0, "grid": 3}
     )
     c.head.proj_hidden = 4096
     c.head.proj_layers = 2

@@ -34,6 +34,7 @@ from ssl_jax.augment.geometric import (
 from ssl_jax.augment.patches import (
     NEIGHBOUR_OFFSETS,
     NUM_POSITIONS,
+    PATCH_GRIDS,
     TILE_NORMS,
     crop_patch,
     drop_color_channels,
@@ -70,6 +71,7 @@ __all__ = [
     "IMAGENET_STD",
     "NEIGHBOUR_OFFSETS",
     "NUM_POSITIONS",
+    "PATCH_GRIDS",
     "RECIPES",
     "TILE_NORMS",
     "ViewRecipe",

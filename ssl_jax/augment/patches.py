@@ -26,6 +26,13 @@ et al.'s Fig. 2 numbering 1..8 (row-major around the centre: top-left, top, top-
 right, bottom-left, bottom, bottom-right), counted from 0. ``dy > 0`` is down."""
 NUM_POSITIONS = 8
 """Number of relative patch positions (classes of the patch-position task)."""
+PATCH_GRIDS = (3, 2)
+"""Grids of the patch-position task: the paper's 3x3 (centre patch and one of its 8
+neighbours) and a 2x2 (any cell and one of the other 3), whose cells are half the image
+wide instead of a third."""
+_LABEL_OF_STEP = np.full(9, -1, np.int32)
+for _label, (_dy, _dx) in enumerate(NEIGHBOUR_OFFSETS):
+    _LABEL_OF_STEP[(_dy + 1) * 3 + _dx + 1] = _label
 TILE_NORMS = ("tile", "channel", "none")
 """Per-tile normalisations: over all pixels and channels, per channel, or none."""
 
@@ -42,13 +49,14 @@ def _check_int(value: int, name: str, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def patch_grid_size(*, patch_size: int, gap: int, jitter: int) -> int:
-    """Side of the square a 3x3 grid of jittered patches needs: ``3P + 2G + 2J``.
+def patch_grid_size(*, patch_size: int, gap: int, jitter: int, grid: int = 3) -> int:
+    """Side of the square an ``n x n`` grid of jittered patches needs: ``nP + (n-1)G + 2J``.
 
     Args:
       patch_size: patch side ``P`` in pixels (>= 1).
       gap: pixels between neighbouring grid cells ``G`` (>= 0).
       jitter: each patch moves by up to ``J`` pixels in each direction (>= 0).
+      grid: cells per side ``n``, one of :data:`PATCH_GRIDS`.
 
     Returns:
       The smallest image side that holds every patch pair.
@@ -56,17 +64,22 @@ def patch_grid_size(*, patch_size: int, gap: int, jitter: int) -> int:
     _check_int(patch_size, "patch_size", 1)
     _check_int(gap, "gap", 0)
     _check_int(jitter, "jitter", 0)
-    return 3 * patch_size + 2 * gap + 2 * jitter
+    if grid not in PATCH_GRIDS:
+        raise ValueError(f"grid must be one of {PATCH_GRIDS}, got {grid!r}")
+    return grid * patch_size + (grid - 1) * gap + 2 * jitter
 
 
 def patch_pair_positions(
-    key: jax.Array, image_size: int, *, patch_size: int, gap: int, jitter: int
+    key: jax.Array, image_size: int, *, patch_size: int, gap: int, jitter: int, grid: int = 3
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Top-left corners of a patch and of one of its 8 neighbours, with the neighbour's label.
+    """Top-left corners of a patch and of one of its neighbours, with the neighbour's label.
 
-    A 3x3 grid of ``P``-pixel cells ``P + G`` apart is placed uniformly where its jittered
-    patches fit; the first patch is the grid's centre, the second the cell ``label`` names
-    (:data:`NEIGHBOUR_OFFSETS`), and each is moved by its own uniform integer jitter in
+    A ``grid x grid`` grid of ``P``-pixel cells ``P + G`` apart is placed uniformly where its
+    jittered patches fit. With ``grid = 3`` (the paper) the first patch is the grid's
+    centre and the second the cell ``label`` names (:data:`NEIGHBOUR_OFFSETS`, uniform over
+    the 8); with ``grid = 2`` the first is a uniform cell and the second a uniform other
+    cell, ``label`` the step between them (horizontal and vertical steps 1/6 each,
+    diagonal ones 1/12). Each patch is moved by its own uniform integer jitter in
     ``[-J, J]`` per axis. The gap between the two patches is therefore ``G + (j2 - j1)``
     along the axis they are adjacent on, never less than ``G - 2J``.
 
@@ -76,25 +89,35 @@ def patch_pair_positions(
       patch_size: ``P``.
       gap: ``G``.
       jitter: ``J``.
+      grid: cells per side, one of :data:`PATCH_GRIDS`.
 
     Returns:
       ``(first [2], second [2], label [])``: int32 ``(y, x)`` corners and the class in 0..7.
     """
-    need = patch_grid_size(patch_size=patch_size, gap=gap, jitter=jitter)
+    need = patch_grid_size(patch_size=patch_size, gap=gap, jitter=jitter, grid=grid)
     if need > image_size:
         raise ValueError(
-            f"a 3x3 grid of {patch_size}-px patches with gap {gap} and jitter {jitter} needs "
-            f"{need} px, the image has {image_size}"
+            f"a {grid}x{grid} grid of {patch_size}-px patches with gap {gap} and jitter "
+            f"{jitter} needs {need} px, the image has {image_size}"
         )
     k_origin, k_label, k_jitter = jax.random.split(key, 3)
     step = patch_size + gap
-    hi = image_size - 3 * patch_size - 2 * gap - jitter  # last origin whose grid fits
+    hi = image_size - need + jitter  # last origin whose grid fits
     origin = jax.random.randint(k_origin, (2,), jitter, hi + 1, dtype=jnp.int32)
-    label = jax.random.randint(k_label, (), 0, NUM_POSITIONS, dtype=jnp.int32)
     shifts = jax.random.randint(k_jitter, (2, 2), -jitter, jitter + 1, dtype=jnp.int32)
-    direction = jnp.asarray(NEIGHBOUR_OFFSETS, jnp.int32)[label]
-    first = origin + step + shifts[0]
-    second = origin + (1 + direction) * step + shifts[1]
+    if grid == 3:
+        label = jax.random.randint(k_label, (), 0, NUM_POSITIONS, dtype=jnp.int32)
+        first_cell = jnp.ones(2, jnp.int32)
+        second_cell = first_cell + jnp.asarray(NEIGHBOUR_OFFSETS, jnp.int32)[label]
+    else:
+        k_first, k_other = jax.random.split(k_label)
+        a = jax.random.randint(k_first, (), 0, 4, dtype=jnp.int32)
+        b = (a + jax.random.randint(k_other, (), 1, 4, dtype=jnp.int32)) % 4
+        first_cell, second_cell = jnp.stack(jnp.divmod(a, 2)), jnp.stack(jnp.divmod(b, 2))
+        dy, dx = second_cell - first_cell
+        label = jnp.asarray(_LABEL_OF_STEP)[(dy + 1) * 3 + dx + 1]
+    first = origin + first_cell * step + shifts[0]
+    second = origin + second_cell * step + shifts[1]
     return first, second, label
 
 
@@ -146,8 +169,9 @@ def patch_pair(
     gap: int,
     jitter: int,
     color_drop: bool = False,
+    grid: int = 3,
 ) -> tuple[jax.Array, jax.Array]:
-    """One relative-position example: a centre patch, a neighbour and the neighbour's label.
+    """One relative-position example: a patch, a neighbour and the neighbour's label.
 
     Args:
       key: PRNG key.
@@ -156,14 +180,16 @@ def patch_pair(
       gap: pixels between grid cells ``G``.
       jitter: per-patch jitter ``J``.
       color_drop: apply :func:`drop_color_channels` to each patch independently.
+      grid: cells per side (:func:`patch_pair_positions`).
 
     Returns:
-      ``(patches [2, P, P, C], label [])``: centre first, then the neighbour.
+      ``(patches [2, P, P, C], label [])``: the first patch (the centre of a 3x3 grid), then
+      the neighbour.
     """
     _check_image(image)
     k_pos, k_drop = jax.random.split(key)
     first, second, label = patch_pair_positions(
-        k_pos, image.shape[0], patch_size=patch_size, gap=gap, jitter=jitter
+        k_pos, image.shape[0], patch_size=patch_size, gap=gap, jitter=jitter, grid=grid
     )
     patches = jnp.stack(
         [crop_patch(image, first, patch_size), crop_patch(image, second, patch_size)]

@@ -12,14 +12,15 @@ class PatchPosition(PatchClassification):
     """Context prediction: 8-way classification of a neighbour patch's position.
 
     From each view a centre patch and one of its 8 neighbours in a 3x3 grid are cut
-    (:func:`ssl_jax.augment.patches.patch_pair`): cells ``patch_size`` wide and ``gap``
-    apart, every patch jittered by up to ``jitter`` px, so that neither continuing edges
-    nor exact alignment give the answer away. ``net`` is the paper's late-fusion pair
-    network (:class:`~ssl_jax.methods.late_fusion.LateFusionNet` with K = 2 and an MLP to 8
+    (:func:`ssl_jax.augment.patches.patch_pair`; with ``grid = 2`` any cell of a 2x2 grid
+    and one of the other three): cells ``patch_size`` wide and ``gap`` apart, every patch
+    jittered by up to ``jitter`` px, so that neither continuing edges nor exact alignment
+    give the answer away. ``net`` is the paper's late-fusion pair network
+    (:class:`~ssl_jax.methods.late_fusion.LateFusionNet` with K = 2 and an MLP to 8
     classes); the loss is the cross entropy of the neighbour's label, logged as
     ``patch_position`` with its accuracy ``patch_position_acc``.
 
-    Collapse monitors get the two patches' backbone features; the online probe the centre
+    Collapse monitors get the two patches' backbone features; the online probe the first
     patch's. :meth:`encode` returns the backbone features of whole images.
 
     Attributes:
@@ -28,6 +29,8 @@ class PatchPosition(PatchClassification):
       jitter: per-patch jitter ``J`` (paper: up to 7 px).
       color_drop: the paper's colour dropping (keep one random channel per patch, the others
         become faint noise) against chromatic-aberration shortcuts.
+      grid: 3 (the paper) or 2: cells half the view wide instead of a third, for views too
+        small for a third to show an object part (32-px CIFAR images).
 
     References:
       Doersch, Gupta & Efros, "Unsupervised Visual Representation Learning by Context
@@ -38,12 +41,15 @@ class PatchPosition(PatchClassification):
     gap: int
     jitter: int
     color_drop: bool = False
+    grid: int = 3
 
     name: ClassVar[str] = "patch_position"
 
     def __post_init__(self):
         super().__post_init__()
-        patches.patch_grid_size(patch_size=self.patch_size, gap=self.gap, jitter=self.jitter)
+        patches.patch_grid_size(
+            patch_size=self.patch_size, gap=self.gap, jitter=self.jitter, grid=self.grid
+        )
         self.check_classes(patches.NUM_POSITIONS)
 
     def pretext(self, key, view):
@@ -54,4 +60,5 @@ class PatchPosition(PatchClassification):
             gap=self.gap,
             jitter=self.jitter,
             color_drop=self.color_drop,
+            grid=self.grid,
         )

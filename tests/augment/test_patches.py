@@ -17,33 +17,53 @@ from ssl_jax.augment.permutations import hamming_distances, maximal_hamming_perm
 DIRECTIONS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
-def pair_support(s, p, g, j):
-    """Every (first_y, first_x, second_y, second_x, label) the 3x3 grid can produce: grid
-    origin o (cell (0, 0) before jitter) with room for the jitter, centre cell (1, 1),
-    neighbour cell (1 + dy, 1 + dx), each patch moved by its own jitter in [-j, j]^2."""
+def pair_cells(grid):
+    """(first cell, second cell, label) of every pair the grid's task draws: for the paper's
+    3x3 grid the centre and each of its 8 neighbours, for a 2x2 grid every ordered pair of
+    distinct cells (each is a neighbour of the other); the label is the step between them."""
+    cells = list(itertools.product(range(grid), repeat=2))
+    firsts = [(1, 1)] if grid == 3 else cells
+    return [
+        (a, b, DIRECTIONS.index((b[0] - a[0], b[1] - a[1])))
+        for a in firsts
+        for b in cells
+        if b != a and max(abs(b[0] - a[0]), abs(b[1] - a[1])) == 1
+    ]
+
+
+def pair_support(s, p, g, j, grid=3):
+    """Every (first_y, first_x, second_y, second_x, label) the grid can produce: grid origin
+    o (cell (0, 0) before jitter) with room for the jitter, the pair's cells (pair_cells),
+    each patch moved by its own jitter in [-j, j]^2."""
     out = set()
-    origins = range(j, s - 3 * p - 2 * g - j + 1)
+    origins = range(j, s - grid * p - (grid - 1) * g - j + 1)
     shifts = range(-j, j + 1)
     for oy, ox in itertools.product(origins, origins):
-        for label, (dy, dx) in enumerate(DIRECTIONS):
+        for (ay, ax), (by, bx), label in pair_cells(grid):
             for a, b, c, d in itertools.product(shifts, repeat=4):
-                first = (oy + (p + g) + a, ox + (p + g) + b)
-                second = (oy + (1 + dy) * (p + g) + c, ox + (1 + dx) * (p + g) + d)
+                first = (oy + ay * (p + g) + a, ox + ax * (p + g) + b)
+                second = (oy + by * (p + g) + c, ox + bx * (p + g) + d)
                 out.add((*first, *second, label))
     return out
 
 
-def pair_is_valid(first, second, label, s, p, g, j) -> bool:
-    """Does some grid origin and jitter put the pair there? (interval intersection)"""
-    dy, dx = DIRECTIONS[label]
-    for axis, d in ((0, dy), (1, dx)):
-        lo = max(j, first[axis] - (p + g) - j, second[axis] - (1 + d) * (p + g) - j)
-        hi = min(
-            s - 3 * p - 2 * g - j, first[axis] - (p + g) + j, second[axis] - (1 + d) * (p + g) + j
-        )
-        if lo > hi:
-            return False
-    return True
+def pair_is_valid(first, second, label, s, p, g, j, grid=3) -> bool:
+    """Does some grid origin, pair of cells with this label and jitter put the pair there?
+    (interval intersection per axis)"""
+    last = s - grid * p - (grid - 1) * g - j
+    for a, b, lab in pair_cells(grid):
+        if lab != label:
+            continue
+        ok = True
+        for axis in (0, 1):
+            lo = max(j, first[axis] - a[axis] * (p + g) - j, second[axis] - b[axis] * (p + g) - j)
+            hi = min(
+                last, first[axis] - a[axis] * (p + g) + j, second[axis] - b[axis] * (p + g) + j
+            )
+            ok = ok and lo <= hi
+        if ok:
+            return True
+    return False
 
 
 def coord_image(s):
@@ -102,6 +122,46 @@ def test_pair_positions_cover_exactly_the_support_of_the_paper_geometry(s, p, g,
     n = 12 * len(support)
     fn = jax.jit(jax.vmap(lambda k: P.patch_pair_positions(k, s, patch_size=p, gap=g, jitter=j)))
     first, second, label = map(np.asarray, fn(keys(n, seed=1)))
+    seen = {(*f, *sec, int(lab)) for f, sec, lab in zip(first, second, label, strict=True)}
+    assert seen == support
+
+
+GEOMETRIES_2X2 = [(32, 14, 2, 1), (20, 8, 2, 1), (9, 4, 1, 0)]
+
+
+@pytest.mark.parametrize("s,p,g,j", GEOMETRIES_2X2)
+def test_2x2_pairs_are_two_distinct_cells_with_the_step_as_label(s, p, g, j):
+    n = 6000
+    fn = jax.jit(
+        jax.vmap(lambda k: P.patch_pair_positions(k, s, patch_size=p, gap=g, jitter=j, grid=2))
+    )
+    first, second, label = map(np.asarray, fn(keys(n, seed=3)))
+    assert first.dtype == second.dtype == label.dtype == np.int32
+    for f, sec, lab in zip(first, second, label, strict=True):
+        assert pair_is_valid(f, sec, lab, s, p, g, j, grid=2), (f, sec, lab)
+    for corner in (first, second):
+        assert corner.min() >= 0 and corner.max() <= s - p
+    # A uniform first cell and a uniform other cell: horizontal and vertical steps 1/6
+    # each, diagonal ones 1/12.
+    want = np.array([1 / 12 if dy and dx else 1 / 6 for dy, dx in DIRECTIONS])
+    freq = np.bincount(label, minlength=8) / n
+    np.testing.assert_array_less(np.abs(freq - want), 5 * np.sqrt(want / n))
+    # The step fixes the label; gaps as in the 3x3 grid.
+    d = np.asarray(DIRECTIONS)[label]
+    delta = second - first
+    np.testing.assert_array_less(np.abs(delta - d * (p + g)), 2 * j + 1)
+    gap = np.where(d != 0, np.abs(delta) - p, 0)
+    assert np.all(gap[d != 0] >= g - 2 * j)
+
+
+@pytest.mark.parametrize("s,p,g,j", [(9, 4, 1, 0), (12, 4, 1, 1)])
+def test_2x2_pairs_cover_exactly_their_support(s, p, g, j):
+    support = pair_support(s, p, g, j, grid=2)
+    n = 40 * len(support)
+    fn = jax.jit(
+        jax.vmap(lambda k: P.patch_pair_positions(k, s, patch_size=p, gap=g, jitter=j, grid=2))
+    )
+    first, second, label = map(np.asarray, fn(keys(n, seed=4)))
     seen = {(*f, *sec, int(lab)) for f, sec, lab in zip(first, second, label, strict=True)}
     assert seen == support
 
@@ -349,6 +409,10 @@ def test_bad_arguments_raise_value_errors():
         P.patch_grid_size(patch_size=0, gap=1, jitter=1)
     with pytest.raises(ValueError, match="jitter"):
         P.patch_grid_size(patch_size=4, gap=1, jitter=1.5)
+    with pytest.raises(ValueError, match="grid must be one of"):
+        P.patch_grid_size(patch_size=4, gap=1, jitter=1, grid=4)
+    with pytest.raises(ValueError, match="a 2x2 grid of 16-px patches"):
+        P.patch_pair(key, img, patch_size=16, gap=1, jitter=0, grid=2)
     with pytest.raises(ValueError, match="one image"):
         P.patch_pair(key, jnp.zeros((2, 32, 32, 3)), patch_size=8, gap=3, jitter=1)
     with pytest.raises(ValueError, match="square"):

@@ -2,6 +2,8 @@
 its loss and accuracy against numpy, whole-image encode. (The gradient of the shared
 ``PatchClassification`` loss is checked in test_patch_position.py.)"""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,16 +31,17 @@ def test_jigsaw_trains_on_shuffled_tiles_with_the_numpy_loss(run):
     r, m = run, run.method
     assert isinstance(m, Jigsaw) and isinstance(m.net, LateFusionNet)
     c = r.config.jigsaw
-    perms = maximal_hamming_permutations(c.num_permutations, seed=c.permutation_seed)
+    perms = maximal_hamming_permutations(c.num_permutations, num_tiles=4, seed=c.permutation_seed)
+    assert sorted(map(tuple, perms)) == sorted(itertools.permutations(range(4)))
     np.testing.assert_array_equal(np.asarray(m.permutations), perms)
-    assert (m.cell_size, m.tile_size, m.input_size, m.tile_norm) == (10, 9, 16, "tile")
+    assert (m.grid, m.cell_size, m.tile_size, m.input_size, m.tile_norm) == (2, 16, 14, 16, "tile")
     harness.assert_trains(r)
     n, k = harness.BATCH, len(perms)
     inputs = harness.fast_jit(m.inputs)
     puzzles = harness.fast_jit(
         jax.vmap(
             lambda key, v: patches.jigsaw_puzzle(
-                key, v, jnp.asarray(perms), cell_size=10, tile_size=9, tile_norm="none"
+                key, v, jnp.asarray(perms), cell_size=16, tile_size=14, grid=2, tile_norm="none"
             )
         )
     )
@@ -47,7 +50,7 @@ def test_jigsaw_trains_on_shuffled_tiles_with_the_numpy_loss(run):
         (view,) = harness.step_views(r, i)
         keys = per_example_keys(harness.loss_key(r, i), n, None)
         x, labels = inputs(keys, view)
-        assert x.shape == (n, 9, 16, 16, 3) and labels.shape == (n,)
+        assert x.shape == (n, 4, 16, 16, 3) and labels.shape == (n,)
         # Before resizing: jigsaw_puzzle's tiles of the step's views, each standardised.
         raw, raw_labels = puzzles(keys, view)
         np.testing.assert_array_equal(labels, raw_labels)
@@ -55,7 +58,7 @@ def test_jigsaw_trains_on_shuffled_tiles_with_the_numpy_loss(run):
         want_x = jax.vmap(jax.vmap(resize))(jnp.asarray(np_standardize(raw), jnp.float32))
         np.testing.assert_allclose(x, want_x, atol=2e-5)
         h, logits = harness.forward_train(m.net, s.params, s.batch_stats, x)
-        assert h.shape == (n, 9, m.net.encoder.num_features) and logits.shape == (n, k)
+        assert h.shape == (n, 4, m.net.encoder.num_features) and logits.shape == (n, k)
         logits = np.asarray(logits, np.float64)
         want = numpy_ref.cross_entropy(logits, np.asarray(labels))
         np.testing.assert_allclose(r.metrics[i]["jigsaw"], want, rtol=2e-4)
@@ -115,5 +118,7 @@ def test_jigsaw_rejects_bad_arguments():
     with pytest.raises(ValueError, match="tile_size"):
         Jigsaw(permutations=perms, **{**kw, "tile_size": 11})
     c = harness.tiny_config("jigsaw", **{"jigsaw.channel_shift": 2})
-    with pytest.raises(ValueError, match="needs 34-px views"):
+    with pytest.raises(
+        ValueError, match="a 2x2 grid of 16-px cells with channel shift 2 needs 36-px"
+    ):
         build_methods.jigsaw(c, 100)
