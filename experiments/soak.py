@@ -1,6 +1,6 @@
 """Soak run: a long CPU training whose memory must stay flat, with checkpoints and kNN evals.
 
-    nice -n 19 python experiments/soak.py --minutes 180          # the committed figures
+    nice -n 19 python experiments/soak.py --minutes 70           # the committed figures
     python experiments/soak.py --minutes 3                       # a check that it works
 
 SimCLR with the ConvNet (the ``:tiny`` CIFAR-10 config, batch 64) on a slice of the CIFAR-10
