@@ -30,9 +30,6 @@ PATCH_GRIDS = (3, 2)
 """Grids of the patch-position task: the paper's 3x3 (centre patch and one of its 8
 neighbours) and a 2x2 (any cell and one of the other 3), whose cells are half the image
 wide instead of a third."""
-_LABEL_OF_STEP = np.full(9, -1, np.int32)
-for _label, (_dy, _dx) in enumerate(NEIGHBOUR_OFFSETS):
-    _LABEL_OF_STEP[(_dy + 1) * 3 + _dx + 1] = _label
 TILE_NORMS = ("tile", "channel", "none")
 """Per-tile normalisations: over all pixels and channels, per channel, or none."""
 
@@ -105,17 +102,18 @@ def patch_pair_positions(
     hi = image_size - need + jitter  # last origin whose grid fits
     origin = jax.random.randint(k_origin, (2,), jitter, hi + 1, dtype=jnp.int32)
     shifts = jax.random.randint(k_jitter, (2, 2), -jitter, jitter + 1, dtype=jnp.int32)
+    offsets = jnp.asarray(NEIGHBOUR_OFFSETS, jnp.int32)
     if grid == 3:
         label = jax.random.randint(k_label, (), 0, NUM_POSITIONS, dtype=jnp.int32)
         first_cell = jnp.ones(2, jnp.int32)
-        second_cell = first_cell + jnp.asarray(NEIGHBOUR_OFFSETS, jnp.int32)[label]
+        second_cell = first_cell + offsets[label]
     else:
         k_first, k_other = jax.random.split(k_label)
         a = jax.random.randint(k_first, (), 0, 4, dtype=jnp.int32)
         b = (a + jax.random.randint(k_other, (), 1, 4, dtype=jnp.int32)) % 4
         first_cell, second_cell = jnp.stack(jnp.divmod(a, 2)), jnp.stack(jnp.divmod(b, 2))
-        dy, dx = second_cell - first_cell
-        label = jnp.asarray(_LABEL_OF_STEP)[(dy + 1) * 3 + dx + 1]
+        step_cells = second_cell - first_cell
+        label = jnp.argmax(jnp.all(offsets == step_cells, axis=1)).astype(jnp.int32)
     first = origin + first_cell * step + shifts[0]
     second = origin + second_cell * step + shifts[1]
     return first, second, label
