@@ -20,6 +20,7 @@ over the second half of the run), ``<out>/rss.png`` (RSS and step time per epoch
 """
 
 import argparse
+import ctypes
 import gc
 import importlib.util
 import json
@@ -64,6 +65,78 @@ def rss_bytes() -> tuple[int, int]:
     except ImportError:
         current = fields["VmRSS"]
     return current, fields.get("VmHWM", current)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _libc():
+    """glibc (``mallinfo2`` needs 2.33+), else None: the heap figures are glibc's."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+LIBC = _libc()
+
+
+def heap_mib() -> dict:
+    """glibc's malloc heap, all arenas: bytes handed out (in use) and bytes it holds free."""
+    if LIBC is None or not allocator().startswith("glibc"):
+        return {"heap_in_use_mib": None, "heap_free_mib": None}
+    m = LIBC.mallinfo2()
+    return {
+        "heap_in_use_mib": round((m.uordblks + m.hblkhd) / MIB, 2),
+        "heap_free_mib": round(m.fordblks / MIB, 2),
+    }
+
+
+def rss_parts_mib() -> dict:
+    """The RSS split by kind (/proc): anonymous memory (heaps, buffers) and file-backed pages
+    (shared libraries' code and data, memory-mapped files), which grow as code is first run."""
+    parts = {"rss_anon_mib": None, "rss_file_mib": None}
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                parts[f"rss_{key[3:].lower()}_mib"] = round(int(value.split()[0]) / 1024, 2)
+    return parts
+
+
+def allocator() -> str:
+    """Which malloc serves the process: a preloaded jemalloc / tcmalloc / mimalloc, else
+    glibc's, with the malloc settings of ``GLIBC_TUNABLES`` and ``MALLOC_ARENA_MAX``."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        if name in preload:
+            return f"{name} (LD_PRELOAD)"
+    settings = [
+        t.removeprefix("glibc.malloc.")
+        for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
+        if t.startswith("glibc.malloc.")
+    ]
+    if "MALLOC_ARENA_MAX" in os.environ:
+        settings.insert(0, f"MALLOC_ARENA_MAX={os.environ['MALLOC_ARENA_MAX']}")
+    return ", ".join(["glibc malloc", *settings])
 
 
 def build_config(args: argparse.Namespace):
@@ -154,6 +227,9 @@ def soak(args: argparse.Namespace) -> dict:
                 "elapsed_s": round(time.monotonic() - t_start, 2),
                 "rss_mib": round(rss / MIB, 2),
                 "peak_rss_mib": round(peak / MIB, 2),
+                **rss_parts_mib(),
+                **heap_mib(),
+                "python_objects": len(gc.get_objects()),
                 "live_arrays": len(jax.live_arrays()),
                 "step_s": round(train_s / steps_per_epoch, 5),
                 "eval_s": round(time.monotonic() - t_epoch - train_s, 3),
@@ -164,8 +240,10 @@ def soak(args: argparse.Namespace) -> dict:
         )
         r = records[-1]
         print(
-            f"epoch {epoch:4d} step {step:6d} rss {r['rss_mib']:8.1f} MiB live arrays "
-            f"{r['live_arrays']:4d} step {1e3 * r['step_s']:6.1f} ms kNN {knn_top1:5.1f}%",
+            f"epoch {epoch:4d} step {step:6d} rss {r['rss_mib']:8.1f} MiB (anon "
+            f"{r['rss_anon_mib']}, file {r['rss_file_mib']}, heap {r['heap_in_use_mib']}) live "
+            f"arrays {r['live_arrays']:4d} step "
+            f"{1e3 * r['step_s']:6.1f} ms kNN {knn_top1:5.1f}%",
             flush=True,
         )
     trainer.ckpt.save(step, state, meta={"step": step}, force=True)
@@ -185,6 +263,7 @@ def soak(args: argparse.Namespace) -> dict:
         "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
         "cpu_count": os.cpu_count(),
         "nice": os.nice(0),
+        "allocator": allocator(),
         "python": platform.python_version(),
         "jax": jax.__version__,
     }
@@ -215,6 +294,19 @@ def summarize(records: list[dict]) -> dict:
             rss_change_second_half_mib=round(float(y[-1] - y[0]), 2),
             mean_step_ms_second_half=round(1e3 * float(np.mean([r["step_s"] for r in half])), 2),
         )
+        if half[0].get("heap_in_use_mib") is not None:
+            heap = np.array([r["heap_in_use_mib"] for r in half], float)
+            summary.update(
+                heap_in_use_first_last_mib=[records[0]["heap_in_use_mib"], float(heap[-1])],
+                heap_in_use_slope_mib_per_epoch_second_half=round(
+                    float(np.polyfit(x, heap, 1)[0]), 4
+                ),
+            )
+        if "python_objects" in half[0]:
+            summary["python_objects_first_last"] = [
+                records[0]["python_objects"],
+                records[-1]["python_objects"],
+            ]
     return summary
 
 
@@ -229,13 +321,19 @@ def plot(result: dict, path: Path) -> None:
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
     ax.plot(epochs, [r["rss_mib"] for r in records], marker=".", label="RSS after the epoch")
     ax.plot(epochs, [r["peak_rss_mib"] for r in records], ls="--", lw=1, label="peak RSS")
+    for key, label in (
+        ("rss_anon_mib", "anonymous part of the RSS"),
+        ("heap_in_use_mib", "malloc heap in use (glibc)"),
+    ):
+        if records and records[0].get(key) is not None:
+            ax.plot(epochs, [r[key] for r in records], lw=1, label=label)
     ax.set_ylabel("MiB")
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower right")
     s = result["settings"]
     ax.set_title(
         f"soak: {s['method']} {s['encoder']}, batch {s['batch_size']}, "
-        f"{result['summary']['steps']} steps in {s['minutes']:g} min"
+        f"{result['summary']['steps']} steps in {s['minutes']:g} min, {s['allocator']}"
     )
     ax2.plot(epochs, [1e3 * r["step_s"] for r in records], marker=".", color="tab:orange")
     ax2.set_ylabel("mean step time (ms)")
@@ -258,7 +356,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"epoch), an asynchronous checkpoint every {s['checkpoint_every']} steps (3 kept), "
         f"and after every epoch a kNN evaluation ({s['eval_bank']}-image bank, "
         f"{s['eval_queries']} test queries). Data: {s['data']}. {s['devices']}, "
-        f"{s['cpu_count']} CPUs, JAX {s['jax']}.",
+        f"{s['cpu_count']} CPUs, JAX {s['jax']}. Allocator: {s.get('allocator', 'glibc malloc')}.",
         "",
         f"- {m['epochs']} epochs, {m['steps']} steps.",
         f"- RSS after epoch 1: {m['rss_first_mib']:.0f} MiB; after the last: "
@@ -270,6 +368,17 @@ def write_markdown(result: dict, path: Path) -> None:
             f"({m['rss_change_second_half_mib']:+.1f} MiB from its first to its last epoch); "
             f"mean step {m['mean_step_ms_second_half']:.1f} ms.",
         ]
+    if "heap_in_use_slope_mib_per_epoch_second_half" in m:
+        first, last = m["heap_in_use_first_last_mib"]
+        lines += [
+            f"- glibc malloc heap in use (all arenas, `mallinfo2`): {first:.0f} MiB after epoch "
+            f"1, {last:.0f} MiB after the last; second-half slope "
+            f"{m['heap_in_use_slope_mib_per_epoch_second_half']:+.3f} MiB per epoch.",
+        ]
+    if "python_objects_first_last" in m:
+        lines += [
+            f"- Python objects tracked by `gc` (first, last): {m['python_objects_first_last']}."
+        ]
     if m["epochs"] < 20:
         lines += ["- A short check run: too few epochs to judge a trend; run it for hours."]
     lines += [
@@ -277,10 +386,11 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "![RSS and step time per epoch](rss.png)",
         "",
-        "Every epoch's record (RSS, peak RSS, live arrays, step time, eval time, loss, kNN "
-        "top-1, checkpoints on disk) is in `rss.json`. Flat means: after the first epochs "
-        "(compilation, tf.data buffers, allocator warm-up) the RSS neither climbs with the "
-        "epochs nor with the checkpoints and evaluations.",
+        "Every epoch's record (RSS and its anonymous and file-backed parts, peak RSS, the "
+        "malloc heap in use and held free, Python objects, live arrays, step time, eval time, "
+        "loss, kNN top-1, checkpoints on disk) is in `rss.json`. Flat means: after the first "
+        "epochs (compilation, tf.data buffers, allocator warm-up) the RSS neither climbs with "
+        "the epochs nor with the checkpoints and evaluations.",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -288,7 +398,13 @@ def write_markdown(result: dict, path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, required=True, help="training time budget")
+    p.add_argument("--minutes", type=float, help="training time budget (required to train)")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RSS_JSON",
+        help="no training: plot these runs' RSS per epoch together (<out>/compare.png)",
+    )
     p.add_argument("--max-epochs", type=int, default=0, help="stop after this many (0: none)")
     p.add_argument("--dataset", default="cifar10", help="data.dataset (default: CIFAR-10)")
     p.add_argument("--data-dir", default="", help="TFDS data dir ('' = the default)")
@@ -305,8 +421,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def plot_compare(results: list[dict], path: Path) -> None:
+    """RSS per epoch of several soak runs in one figure, each labelled by its allocator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for result in results:
+        records, s = result["records"], result["settings"]
+        ax.plot(
+            [r["epoch"] for r in records],
+            [r["rss_mib"] for r in records],
+            lw=1,
+            label=f"{s.get('allocator', 'glibc malloc')} ({s['minutes']:g} min)",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RSS after the epoch (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower right")
+    ax.set_title("soak: RSS per epoch by allocator")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.compare:
+        results = [json.loads(Path(f).read_text()) for f in args.compare]
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        plot_compare(results, Path(args.out) / "compare.png")
+        return {"compared": args.compare}
+    if args.minutes is None:
+        raise SystemExit("soak.py: --minutes is required (or --compare RSS_JSON ...)")
     # The lowest priority by default: a soak run must never compete with real work.
     os.nice(max(0, args.nice - os.nice(0)))
     result = soak(args)

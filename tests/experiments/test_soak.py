@@ -4,6 +4,7 @@ The long run itself (hours, CIFAR-10) is not a test; its output is committed und
 ``experiments/results/soak``.
 """
 
+import ctypes
 import json
 import os
 import subprocess
@@ -25,6 +26,48 @@ def test_rss_reading_matches_proc_status():
     # Same process, read a moment apart: equal up to a few MiB of allocation in between.
     assert abs(rss - vm["VmRSS"]) < 16 * 2**20 and rss > 50 * 2**20
     assert peak >= rss - 16 * 2**20 and abs(peak - vm["VmHWM"]) < 16 * 2**20
+
+
+def test_rss_parts_add_up_to_the_rss():
+    parts = soak.rss_parts_mib()
+    rss = soak.rss_bytes()[0] / 2**20
+    # RssAnon + RssFile + RssShmem = VmRSS; shared memory is a few MiB at most here.
+    assert parts["rss_anon_mib"] > 10 and parts["rss_file_mib"] > 10
+    assert abs(parts["rss_anon_mib"] + parts["rss_file_mib"] - rss) < 16
+
+
+def test_heap_in_use_follows_a_malloc_and_its_free():
+    if soak.LIBC is None or not soak.allocator().startswith("glibc"):
+        # Not glibc (e.g. musl, macOS) or another malloc preloaded: no figures to check.
+        assert soak.heap_mib() == {"heap_in_use_mib": None, "heap_free_mib": None}
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = soak.heap_mib()["heap_in_use_mib"]
+    ptr = libc.malloc(96 * 2**20)
+    assert ptr
+    try:
+        during = soak.heap_mib()["heap_in_use_mib"]
+    finally:
+        libc.free(ptr)
+    after = soak.heap_mib()["heap_in_use_mib"]
+    # The 96 MiB block is counted while held (mmapped: hblkhd) and not after its free.
+    assert abs(during - before - 96) < 2 and abs(after - before) < 2
+
+
+def test_allocator_names_a_preloaded_malloc_and_glibc_arenas(monkeypatch):
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert soak.allocator() == "glibc malloc"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert soak.allocator() == "glibc malloc, MALLOC_ARENA_MAX=2"
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0:glibc.malloc.mmap_max=0")
+    assert soak.allocator() == "glibc malloc, mmap_max=0"
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert soak.allocator() == "jemalloc (LD_PRELOAD)"
 
 
 def test_two_tiny_epochs_write_records_figure_and_summary(
@@ -70,6 +113,9 @@ def test_two_tiny_epochs_write_records_figure_and_summary(
         assert r["rss_mib"] > 50 and r["peak_rss_mib"] >= r["rss_mib"] - 16
         assert r["step_s"] > 0 and r["live_arrays"] > 0 and np.isfinite(r["loss"])
         assert 0 <= r["knn_top1"] <= 100
+        assert r["rss_anon_mib"] > 0 and r["rss_file_mib"] > 0 and r["python_objects"] > 1000
+        if soak.LIBC is not None:
+            assert 0 < r["heap_in_use_mib"] < r["rss_mib"] and r["heap_free_mib"] >= 0
     # Step 4 (every 4 steps, asynchronously) and the final state.
     assert sorted(int(p.name) for p in (tmp_path / "work" / "checkpoints").iterdir()) == [4, 6]
     rss = np.array([r["rss_mib"] for r in records])
@@ -81,3 +127,14 @@ def test_two_tiny_epochs_write_records_figure_and_summary(
     assert (out / "rss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "soak.md").read_text()
     assert "3 epochs, 6 steps" in md and "rss.png" in md
+    assert saved["settings"]["allocator"] == soak.allocator()  # the child had this env
+    assert f"Allocator: {soak.allocator()}." in md
+    if soak.LIBC is not None:
+        heap = np.array([r["heap_in_use_mib"] for r in records])
+        assert summary["heap_in_use_first_last_mib"] == [heap[0], heap[-1]]
+        assert summary["heap_in_use_slope_mib_per_epoch_second_half"] == round(
+            float(np.polyfit([2, 3], heap[1:], 1)[0]), 4
+        )
+    # --compare plots saved runs together without training.
+    soak.main(["--compare", str(out / "rss.json"), str(out / "rss.json"), "--out", str(out)])
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
