@@ -238,7 +238,15 @@ class Trainer:
         return final
 
     def _unreplicate(self, state: TrainState) -> TrainState:
-        return jax.tree.map(lambda x: x[0], state) if self.use_pmap else state
+        if not self.use_pmap:
+            return state
+        # One computation in flight at a time. ``x[0]`` of a replicated array is a small
+        # program over all the devices with an all-reduce in it; dispatched for every leaf
+        # at once (and behind a step still running), XLA:CPU's collectives deadlocked: the
+        # all-reduce rendezvous waited for ever for devices whose executions could not
+        # start (8 fake devices on 2 busy cores, `tests/train/test_loop.py`).
+        jax.block_until_ready(state)
+        return jax.tree.map(lambda x: jax.block_until_ready(x[0]), state)
 
     def _save(self, step: int, state: TrainState, *, force: bool = False) -> None:
         state = self._unreplicate(state) if self.use_pmap else state
