@@ -1,6 +1,9 @@
 """Soak run: a long CPU training whose memory must stay flat, with checkpoints and kNN evals.
 
-    nice -n 19 python experiments/soak.py --minutes 70           # the committed figures
+    python experiments/soak.py --minutes 70                      # the committed figures
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+        python experiments/soak.py --minutes 70 --out experiments/results/soak/jemalloc
+    python experiments/soak.py --compare A/rss.json B/rss.json   # one plot of both runs
     python experiments/soak.py --minutes 3                       # a check that it works
 
 SimCLR with the ConvNet (the ``:tiny`` CIFAR-10 config, batch 64) on a slice of the CIFAR-10
@@ -11,8 +14,9 @@ at each). The pieces are the library's own: ``ssl_jax.train.loop.Trainer`` build
 is ``jit_step(make_step_fn(...))``; checkpoints go through the Trainer's ``Checkpointer``
 (asynchronous, 3 kept); metrics through ``create_writer``; every epoch a kNN evaluation
 (``extract_features`` + ``knn_accuracy``) runs on a small bank. After each epoch the resident
-set size (psutil, else ``VmRSS``), the number of live JAX arrays and the step time are
-recorded.
+set size (psutil, else ``VmRSS``) and its anonymous and file-backed parts, glibc's malloc heap
+in use and held free (``mallinfo2``; what the process holds, against what the RSS shows), the
+Python objects, the live JAX arrays and the step time are recorded, with the allocator.
 
 Writes ``<out>/rss.json`` (every epoch's record, the settings, a summary with the RSS slope
 over the second half of the run), ``<out>/rss.png`` (RSS and step time per epoch) and
