@@ -53,15 +53,18 @@ OUT = REPO / "experiments" / "results" / "soak"
 MIB = 2**20
 
 
+def _proc_status_kib(*keys: str) -> dict[str, int]:
+    """Those ``/proc/self/status`` fields (kB values) that exist, in KiB; {} without /proc."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return {}
+    fields = (line.partition(":") for line in status.read_text().splitlines())
+    return {key: int(value.split()[0]) for key, _, value in fields if key in keys}
+
+
 def rss_bytes() -> tuple[int, int]:
     """(current, peak) resident set size of this process in bytes (psutil, else /proc)."""
-    fields = {}
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) * 1024
+    fields = {k: v * 1024 for k, v in _proc_status_kib("VmRSS", "VmHWM").items()}
     try:
         import psutil
 
@@ -116,14 +119,11 @@ def heap_mib() -> dict:
 def rss_parts_mib() -> dict:
     """The RSS split by kind (/proc): anonymous memory (heaps, buffers) and file-backed pages
     (shared libraries' code and data, memory-mapped files), which grow as code is first run."""
-    parts = {"rss_anon_mib": None, "rss_file_mib": None}
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
-                parts[f"rss_{key[3:].lower()}_mib"] = round(int(value.split()[0]) / 1024, 2)
-    return parts
+    kib = _proc_status_kib("RssAnon", "RssFile")
+    return {
+        f"rss_{key[3:].lower()}_mib": round(kib[key] / 1024, 2) if key in kib else None
+        for key in ("RssAnon", "RssFile")
+    }
 
 
 def allocator() -> str:
