@@ -327,6 +327,7 @@ def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Met
         jitter=p.jitter,
         color_drop=p.color_drop,
         grid=grid,
+        patch_norm=p.get("patch_norm", "none"),
         input_size=p.input_size or None,
     )
 

@@ -184,6 +184,15 @@ DINO = ViewRecipe(
 MAE = ViewRecipe(
     "mae", (ViewSpec(scale=(0.2, 1.0)),), 224, reference="He et al. 2022 (MAE), crop + flip"
 )
+# Kolesnikov et al.'s jigsaw and relative-patch-location runs turn the whole image gray with
+# probability 0.66 before cutting patches (against matching patches by colour).
+PATCH_TASKS = dataclasses.replace(
+    MAE,
+    name="patch_tasks",
+    global_views=(ViewSpec(scale=(0.2, 1.0), grayscale_prob=0.66),),
+    reference="crop + flip; grayscale p = 0.66 as Kolesnikov et al. 2019 (Revisiting SSL), "
+    "jigsaw and relative patch location",
+)
 
 RECIPES: dict[str, ViewRecipe] = {
     "simclr": SIMCLR,
@@ -194,6 +203,7 @@ RECIPES: dict[str, ViewRecipe] = {
     "swav": SWAV,
     "dino": DINO,
     "mae": MAE,
+    "patch_tasks": PATCH_TASKS,
     # SimCLR's CIFAR-10 experiments: colour strength 0.5, no blur (Chen et al. 2020, B.9).
     "simclr_cifar": cifar_variant(
         SIMCLR,
@@ -207,6 +217,7 @@ RECIPES: dict[str, ViewRecipe] = {
     "swav_cifar": cifar_variant(SWAV, "swav_cifar"),
     "dino_cifar": cifar_variant(DINO, "dino_cifar"),
     "mae_cifar": cifar_variant(MAE, "mae_cifar"),
+    "patch_tasks_cifar": cifar_variant(PATCH_TASKS, "patch_tasks_cifar"),
 }
 """The published view recipes by name (``augment.recipe`` in a config); ``*_cifar`` are
 their 32-px forms (:func:`cifar_variant`: no blur, CIFAR-10 statistics)."""

@@ -20,6 +20,10 @@ class PatchPosition(PatchClassification):
     classes); the loss is the cross entropy of the neighbour's label, logged as
     ``patch_position`` with its accuracy ``patch_position_acc``.
 
+    With ``patch_norm`` each patch is normalised on its own after it is cut (as Kolesnikov
+    et al. 2019 do for this task; :func:`ssl_jax.augment.patches.standardize_tiles`), and
+    :meth:`encode` normalises whole images the same way (:meth:`preprocess`).
+
     Collapse monitors get the two patches' backbone features; the online probe the first
     patch's. :meth:`encode` returns the backbone features of whole images.
 
@@ -31,10 +35,13 @@ class PatchPosition(PatchClassification):
         become faint noise) against chromatic-aberration shortcuts.
       grid: 3 (the paper) or 2: cells half the view wide instead of a third, for views too
         small for a third to show an object part (32-px CIFAR images).
+      patch_norm: ``'none'`` (the paper), ``'tile'`` (mean/std over the patch's pixels and
+        channels) or ``'channel'`` (per channel).
 
     References:
       Doersch, Gupta & Efros, "Unsupervised Visual Representation Learning by Context
-      Prediction", ICCV 2015 (Sec. 3, 3.1; Fig. 2 and 3).
+      Prediction", ICCV 2015 (Sec. 3, 3.1; Fig. 2 and 3); Kolesnikov, Zhai & Beyer,
+      "Revisiting Self-Supervised Visual Representation Learning", CVPR 2019.
     """
 
     patch_size: int
@@ -42,6 +49,7 @@ class PatchPosition(PatchClassification):
     jitter: int
     color_drop: bool = False
     grid: int = 3
+    patch_norm: str = "none"
 
     name: ClassVar[str] = "patch_position"
 
@@ -51,9 +59,13 @@ class PatchPosition(PatchClassification):
             patch_size=self.patch_size, gap=self.gap, jitter=self.jitter, grid=self.grid
         )
         self.check_classes(patches.NUM_POSITIONS)
+        if self.patch_norm not in patches.TILE_NORMS:
+            raise ValueError(
+                f"patch_norm must be one of {patches.TILE_NORMS}, got {self.patch_norm!r}"
+            )
 
     def pretext(self, key, view):
-        return patches.patch_pair(
+        pair, label = patches.patch_pair(
             key,
             view,
             patch_size=self.patch_size,
@@ -62,3 +74,7 @@ class PatchPosition(PatchClassification):
             color_drop=self.color_drop,
             grid=self.grid,
         )
+        return patches.standardize_tiles(pair, mode=self.patch_norm), label
+
+    def preprocess(self, images):
+        return patches.standardize_tiles(images, mode=self.patch_norm)

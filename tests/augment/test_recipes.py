@@ -28,6 +28,8 @@ LAYOUT = {
     "swav_cifar": (2, 6, 32, 16),
     "dino_cifar": (2, 8, 32, 16),
     "mae_cifar": (1, 0, 32, 0),
+    "patch_tasks": (1, 0, 224, 0),
+    "patch_tasks_cifar": (1, 0, 32, 0),
 }
 
 
@@ -85,6 +87,9 @@ def test_published_parameters():
     assert [v.solarize_prob for v in d.global_views] == [0.0, 0.2]
     mae = R["mae"].global_views[0]
     assert mae.scale == (0.2, 1.0) and _colour(mae) == (0, 0, 0, 0, 0, 0) and mae.blur_prob == 0
+    for name in ("patch_tasks", "patch_tasks_cifar"):
+        (p,) = R[name].global_views
+        assert p.scale == (0.2, 1.0) and _colour(p) == (0, 0, 0, 0, 0, 0.66) and p.flip_prob == 0.5
 
 
 # One compiled function shared by the tests below (compiling dominates their cost).

@@ -83,6 +83,34 @@ def test_encode_gives_whole_image_features(run):
     np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-6)
 
 
+def test_patch_norm_standardises_each_patch_and_whole_images():
+    """With ``patch_norm='tile'`` the pretext's patches are patch_pair's crops, each with
+    zero mean and unit variance over its pixels and channels (numpy), and encode applies
+    the same normalisation to whole images."""
+    from ssl_jax.models import MLP, ConvNet
+
+    net = LateFusionNet(encoder=ConvNet(widths=(8,)), head=MLP([8], 8))
+    m = PatchPosition(
+        view_fn=lambda k, x: [x], net=net, patch_size=13, gap=3, jitter=1, grid=2,
+        patch_norm="tile",
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    view = jnp.asarray(rng.normal(1.0, 2.0, size=(32, 32, 3)), jnp.float32)
+    key = jax.random.key(3)
+    got, label = m.pretext(key, view)
+    raw, raw_label = patches.patch_pair(key, view, patch_size=13, gap=3, jitter=1, grid=2)
+    raw = np.asarray(raw, np.float64)
+    mean = raw.mean(axis=(-3, -2, -1), keepdims=True)
+    want = (raw - mean) / np.sqrt(raw.var(axis=(-3, -2, -1), keepdims=True) + 1e-5)
+    assert int(label) == int(raw_label)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    images = jnp.asarray(rng.normal(1.0, 2.0, size=(2, 32, 32, 3)), jnp.float32)
+    variables = m.init(jax.random.key(0), images)
+    feats = m.encode(variables["params"], variables["batch_stats"], images)
+    again = m.encode(variables["params"], variables["batch_stats"], 3.0 * images - 0.5)
+    np.testing.assert_allclose(feats, again, rtol=1e-3, atol=1e-4)
+
+
 def test_patch_position_rejects_bad_arguments():
     from ssl_jax import build_methods
     from ssl_jax.models import MLP, ConvNet
@@ -102,6 +130,8 @@ def test_patch_position_rejects_bad_arguments():
         PatchPosition(net=net, input_size=0, **kw)
     with pytest.raises(ValueError, match=r"grid must be one of \(3, 2\), got 4"):
         PatchPosition(net=net, grid=4, **kw)
+    with pytest.raises(ValueError, match="patch_norm must be one of"):
+        PatchPosition(net=net, patch_norm="image", **kw)
     c = harness.tiny_config("patch_position", **{"patch_position.grid": 1})
     with pytest.raises(ValueError, match=r"grid must be one of \(3, 2\), got 1"):
         build_methods.patch_position(c, 100)
