@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 WORKDIR ?= runs/simclr_cifar10_demo
 CONFIG ?= experiments/configs/simclr_cifar10.py:demo
-TEST_ARGS ?= -n 2 --durations=30
+TEST_ARGS ?= -n 2 --dist worksteal --durations=30
 
 .PHONY: install run test lint clean
 

@@ -2,6 +2,8 @@
 
 import os
 
+from tests.xla_flags import FAST_COMPILE_FLAGS
+
 # Must happen before jax is imported anywhere.
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
@@ -12,6 +14,9 @@ if "xla_force_host_platform_device_count" not in _flags:
 # one. Waiting is right for fake devices: all 8 threads do arrive.
 if "collective_call_terminate_timeout" not in _flags:
     _flags = f"{_flags} --xla_cpu_collective_call_terminate_timeout_seconds=1800"
+for _flag in FAST_COMPILE_FLAGS:  # cheap compiles (tests/xla_flags.py)
+    if _flag.split("=")[0] not in _flags:
+        _flags = f"{_flags} {_flag}"
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -93,3 +98,10 @@ def load_config(path: str, variant: str = "tiny"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(variant)
+
+
+def pytest_collection_modifyitems(items):
+    """The long ``slow`` tests first (stable order otherwise): with ``--dist worksteal`` the
+    worker that starts them hands its short tests to the other, and both end on short ones
+    instead of one waiting for the other's minute-long end-to-end test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

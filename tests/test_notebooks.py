@@ -54,6 +54,7 @@ def _eval_json(workdir: Path) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_quickstart(tmp_path):
     nb = _execute("quickstart", tmp_path)
     result = _eval_json(tmp_path / "simclr")
@@ -82,6 +83,7 @@ def test_objectives_tour(tmp_path):
     assert _num_images(nb) == 2  # the alignment-uniformity plane and the loss bars
 
 
+@pytest.mark.slow
 def test_custom_data(tmp_path):
     nb = _execute("custom_data", tmp_path)
     assert len(list((tmp_path / "my_images").glob("*/*/*.jpg"))) == 3 * (40 + 20)

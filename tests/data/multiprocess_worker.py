@@ -8,7 +8,9 @@ through ``to_global`` + ``process_allgather``.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+from tests.xla_flags import xla_flags
+
+os.environ["XLA_FLAGS"] = xla_flags(4)
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import soak
 
@@ -72,6 +73,7 @@ def test_allocator_names_a_preloaded_malloc_and_glibc_arenas(monkeypatch):
     assert soak.allocator() == "jemalloc (LD_PRELOAD)"
 
 
+@pytest.mark.slow
 def test_two_tiny_epochs_write_records_figure_and_summary(
     cifar_subset_dir, tiny_data_dir, tmp_path
 ):

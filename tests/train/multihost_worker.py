@@ -6,7 +6,9 @@ Usage: python multihost_worker.py PROCESS_ID PORT CONFIG_JSON WORKDIR OUT_NPZ
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+from tests.xla_flags import xla_flags
+
+os.environ["XLA_FLAGS"] = xla_flags(4)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax

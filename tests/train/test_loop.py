@@ -41,6 +41,7 @@ def test_train_writes_checkpoints_and_metrics(cifar_subset_dir, tiny_data_dir, t
     assert any((tmp_path / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_is_bit_identical(cifar_subset_dir, tiny_data_dir, tmp_path):
     c = _config(cifar_subset_dir, tiny_data_dir, method="byol")
     straight = loop.train(c, tmp_path / "a")
@@ -52,6 +53,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(cifar_subset_dir, tiny_dat
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_pmap_path_gives_same_losses_as_jit(cifar_subset_dir, tiny_data_dir, tmp_path):
     c = _config(cifar_subset_dir, tiny_data_dir, num_steps=2, checkpoint_every=1000)
     loop.train(c, tmp_path / "jit")

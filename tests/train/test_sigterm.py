@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.xla_flags import xla_flags
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def test_sigterm_saves_a_checkpoint_then_exits(cifar_subset_dir, tiny_data_dir, 
         "--config.train.num_steps=100000",
         "--config.train.checkpoint_every=100000",
     ]  # fmt: skip
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(8))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     metrics = workdir / "metrics.jsonl"
