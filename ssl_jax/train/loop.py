@@ -249,7 +249,7 @@ class Trainer:
         return jax.tree.map(lambda x: jax.block_until_ready(x[0]), state)
 
     def _save(self, step: int, state: TrainState, *, force: bool = False) -> None:
-        state = self._unreplicate(state) if self.use_pmap else state
+        state = self._unreplicate(state)
         self.ckpt.save(step, state, meta={"step": step}, force=force)
 
     def _report(self, writer, bar, step: int, metrics) -> None:
