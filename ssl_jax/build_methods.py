@@ -303,9 +303,25 @@ def nnclr(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     )
 
 
-def _late_fusion_net(c: ml_collections.ConfigDict, num_classes: int) -> LateFusionNet:
-    """The configured encoder per patch and the fusion MLP (``head.proj_*``) to the classes."""
-    return LateFusionNet(encoder=build.encoder(c), head=build.projector(c, out_dim=num_classes))
+def _late_fusion_net(c: ml_collections.ConfigDict, num_classes: int, tile_fc: int) -> LateFusionNet:
+    """The configured encoder per patch, the per-patch fc layer (``tile_fc`` wide, 0: none)
+    and the fusion MLP (``head.proj_*``) to the classes."""
+    if tile_fc < 0:
+        raise ValueError(f"tile_fc must be a width >= 1 or 0 (none), got {tile_fc}")
+    fc = None
+    if tile_fc:
+        if not c.model.encoder.startswith("resnet") and c.model.encoder != "convnet":
+            raise ValueError(
+                f"tile_fc needs a convolutional encoder (convnet, resnet*) whose feature map it "
+                f"reads, got model.encoder = {c.model.encoder!r}"
+            )
+        fc = build.projector(c, out_dim=tile_fc, last_bn=True, last_bn_affine=True)
+        fc = fc.clone(hidden_dims=())
+    return LateFusionNet(
+        encoder=build.encoder(c),
+        head=build.projector(c, out_dim=num_classes),
+        tile_fc=fc,
+    )
 
 
 def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
@@ -321,7 +337,7 @@ def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Met
         )
     return PatchPosition(
         view_fn=build.view_fn(c),
-        net=_late_fusion_net(c, patches.NUM_POSITIONS),
+        net=_late_fusion_net(c, patches.NUM_POSITIONS, p.get("tile_fc", 0)),
         patch_size=p.patch_size,
         gap=p.gap,
         jitter=p.jitter,
@@ -351,7 +367,7 @@ def jigsaw(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     )
     return Jigsaw(
         view_fn=build.view_fn(c),
-        net=_late_fusion_net(c, j.num_permutations),
+        net=_late_fusion_net(c, j.num_permutations, j.get("tile_fc", 0)),
         permutations=tuple(map(tuple, perms.tolist())),
         cell_size=j.cell_size,
         tile_size=j.tile_size,

@@ -24,28 +24,48 @@ from ssl_jax.methods.common import apply_train, init_net, per_example_keys
 class LateFusionNet(nn.Module):
     """Shared encoder per patch, features concatenated, MLP to the pretext classes.
 
+    With ``tile_fc`` each patch's branch ends as in the papers' networks (Doersch et al.'s
+    fc6 on AlexNet's conv5 map, Noroozi & Favaro's shared fc6 per tile): a fully connected
+    layer over the encoder's unpooled feature map (``Dense -> BN``, then ReLU), whose output
+    the fusion MLP reads. Where in a patch a feature lies (what touches its left edge, say)
+    is then carried by that layer's weights; without it the fusion MLP reads globally pooled
+    features, and the encoder can only carry it in its channels, the same features kNN and
+    linear probes read.
+
     Attributes:
       encoder: the backbone ``(x, *, train) -> [N, F]`` (global pooling, so it takes patches
-        and whole images alike).
-      head: the fusion MLP ``([B, K * F], *, train) -> [B, num_classes]``.
+        and whole images alike); with ``tile_fc`` it must also take ``return_map=True`` and
+        return ``(features, map [N, h, w, F])`` (``ConvNet``, ``ResNet``).
+      head: the fusion MLP ``([B, K * D], *, train) -> [B, num_classes]``.
+      tile_fc: the per-patch layer ``([N, h * w * F], *, train) -> [N, D]`` (an
+        :class:`~ssl_jax.models.heads.MLP` without hidden layers and with ``last_bn``), or
+        None to fuse the pooled features (``D = F``).
     """
 
     encoder: nn.Module
     head: nn.Module
+    tile_fc: nn.Module | None = None
 
     def __call__(self, patches: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         """``patches [B, K, h, w, C] -> (features [B, K, F], logits [B, num_classes])``.
 
-        The ``B * K`` patches go through the encoder as one batch (BatchNorm statistics over
-        all of them); an example's ``K`` patches stay adjacent, so they share a device when
-        the batch is sharded.
+        ``features`` are the encoder's pooled features of each patch (what :meth:`features`
+        gives for whole images), with or without ``tile_fc``. The ``B * K`` patches go
+        through the encoder as one batch (BatchNorm statistics over all of them); an
+        example's ``K`` patches stay adjacent, so they share a device when the batch is
+        sharded.
         """
         if patches.ndim != 5:
             raise ValueError(f"patches must be [B, K, h, w, C], got shape {patches.shape}")
         b, k = patches.shape[:2]
-        h = self.encoder(patches.reshape(b * k, *patches.shape[2:]), train=train)
+        x = patches.reshape(b * k, *patches.shape[2:])
+        if self.tile_fc is None:
+            h = fused = self.encoder(x, train=train)
+        else:
+            h, fmap = self.encoder(x, train=train, return_map=True)
+            fused = nn.relu(self.tile_fc(fmap.reshape(b * k, -1), train=train))
         h = h.reshape(b, k, h.shape[-1])
-        return h, self.head(h.reshape(b, -1), train=train)
+        return h, self.head(fused.reshape(b, -1), train=train)
 
     def features(self, x: jax.Array) -> jax.Array:
         """Eval-mode backbone features of whole images ``[B, H, W, C] -> [B, F]``."""

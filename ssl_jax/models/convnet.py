@@ -41,15 +41,19 @@ class ConvNet(nn.Module):
         return int(self.widths[-1])
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool, return_map: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Encodes a batch of images.
 
         Args:
           x: normalised images ``[B, H, W, C]``; H and W at least ``2 ** (len(widths) - 1)``.
           train: use batch statistics in BatchNorm and update the running averages.
+          return_map: also return the last block's feature map.
 
         Returns:
-          Features ``[B, num_features]`` in ``dtype``.
+          Features ``[B, num_features]`` in ``dtype``; with ``return_map`` the pair
+          ``(features, map [B, h, w, num_features])``.
         """
         if not self.widths:
             raise ValueError("widths must name at least one block")
@@ -84,4 +88,5 @@ class ConvNet(nn.Module):
             x = nn.relu(x)
             if i < len(self.widths) - 1:
                 x = max_pool_2x2(x)
-        return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
+        pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
+        return (pooled, x) if return_map else pooled

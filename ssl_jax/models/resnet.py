@@ -111,16 +111,20 @@ class ResNet(nn.Module):
         return 64 * self.width_multiplier * 2 ** (len(self.stage_sizes) - 1) * expansion
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool, return_map: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Encodes a batch of images.
 
         Args:
           x: normalised images ``[B, H, W, C]``.
           train: use batch statistics in BatchNorm and update the running averages
             (the ``batch_stats`` collection must then be mutable).
+          return_map: also return the last stage's feature map.
 
         Returns:
-          Global-average-pooled features ``[B, num_features]`` in ``dtype``.
+          Global-average-pooled features ``[B, num_features]`` in ``dtype``; with
+          ``return_map`` the pair ``(features, map [B, h, w, num_features])``.
         """
         if self.block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {self.block!r}")
@@ -167,7 +171,8 @@ class ResNet(nn.Module):
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x)
         # Pool in float32: a bf16 sum over 7x7 (or 32x32) positions loses precision.
-        return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
+        pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
+        return (pooled, x) if return_map else pooled
 
 
 def resnet18(**kw: Any) -> ResNet:

@@ -83,8 +83,9 @@ def relu(x):
     return np.maximum(x, 0.0)
 
 
-def resnet(params, stats, x, *, stage_sizes, bottleneck, stem, train, momentum=0.9):
-    """ResNet v1.5 (torchvision layout) features and the updated BN statistics."""
+def resnet(params, stats, x, *, stage_sizes, bottleneck, stem, train, momentum=0.9, pool=True):
+    """ResNet v1.5 (torchvision layout) features (the last map unless ``pool``) and the
+    updated BN statistics."""
     new_stats = {}
 
     def bn(y, name, scope_p, scope_s, scope_new):
@@ -118,10 +119,10 @@ def resnet(params, stats, x, *, stage_sizes, bottleneck, stem, train, momentum=0
                 short = y
             y = relu(short + r)
             new_stats[name] = ns
-    return y.mean((1, 2)), new_stats
+    return (y.mean((1, 2)) if pool else y), new_stats
 
 
-def convnet(params, stats, x, *, n_blocks, train):
+def convnet(params, stats, x, *, n_blocks, train, pool=True):
     new_stats = {}
     y = x
     for i in range(1, n_blocks + 1):
@@ -130,7 +131,7 @@ def convnet(params, stats, x, *, n_blocks, train):
         y = relu(y)
         if i < n_blocks:
             y = max_pool(y, 2, 2, 0)
-    return y.mean((1, 2)), new_stats
+    return (y.mean((1, 2)) if pool else y), new_stats
 
 
 # ----------------------------------------------------------------------------- transformers

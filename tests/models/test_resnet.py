@@ -84,6 +84,7 @@ def test_stem_spatial_behaviour(stem, size, stage1, stage4):
 
 
 TINY = {"stage_sizes": (1, 1)}
+TINY_REF = {"stage_sizes": (1, 1), "bottleneck": False, "stem": "cifar"}
 
 
 @pytest.mark.parametrize(
@@ -178,6 +179,45 @@ def test_convnet_matches_numpy_and_counts():
     assert count_params(ConvNet(), (1, 32, 32, 3)) == expected == 388_896
     with pytest.raises(ValueError, match="at least 8x8"):
         ConvNet().init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)), train=False)
+
+
+@pytest.mark.parametrize(
+    "model, ref_fn, map_shape",
+    [
+        (
+            ResNet(**TINY, stem="cifar"),
+            lambda *a, **k: ref.resnet(*a, **k, **TINY_REF),
+            (3, 8, 8, 128),
+        ),
+        (
+            ConvNet(widths=(4, 8, 16)),
+            lambda *a, **k: ref.convnet(*a, **k, n_blocks=3),
+            (3, 4, 4, 16),
+        ),
+    ],
+)
+@pytest.mark.parametrize("train", [False, True])
+def test_return_map_gives_the_last_feature_map_and_its_mean(model, ref_fn, map_shape, train):
+    """``return_map=True``: the unpooled last map (numpy), and the same pooled features and
+    BN updates as without it."""
+    x = np.random.default_rng(4).normal(size=(3, 16, 16, 3)).astype(np.float32)
+    variables = randomize(model.init(jax.random.key(0), x, train=False), seed=5)
+    (pooled, fmap), stats = model.apply(
+        variables, x, train=train, return_map=True, mutable=["batch_stats"]
+    )
+    plain, plain_stats = model.apply(variables, x, train=train, mutable=["batch_stats"])
+    want, _ = ref_fn(
+        ref.f64(variables["params"]),
+        ref.f64(variables["batch_stats"]),
+        x.astype(np.float64),
+        train=train,
+        pool=False,
+    )
+    assert fmap.shape == want.shape == map_shape
+    np.testing.assert_allclose(fmap, want, rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(pooled, want.mean((1, 2)), rtol=2e-4, atol=2e-4)
+    np.testing.assert_array_equal(pooled, plain)
+    jax.tree.map(np.testing.assert_array_equal, stats, plain_stats)
 
 
 def test_bad_configurations_raise():
