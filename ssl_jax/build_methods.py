@@ -32,7 +32,7 @@ from ssl_jax.methods.simsiam import SimSiam
 from ssl_jax.methods.supervised import supervised
 from ssl_jax.methods.swav import PrototypeHead, SwAV
 from ssl_jax.methods.vicreg import VICReg
-from ssl_jax.models import heads
+from ssl_jax.models import ConvNet, ResNet, heads
 from ssl_jax.models.masking import MAEDecoder
 
 
@@ -308,20 +308,23 @@ def _late_fusion_net(c: ml_collections.ConfigDict, num_classes: int, tile_fc: in
     and the fusion MLP (``head.proj_*``) to the classes."""
     if tile_fc < 0:
         raise ValueError(f"tile_fc must be a width >= 1 or 0 (none), got {tile_fc}")
+    encoder = build.encoder(c)
     fc = None
     if tile_fc:
-        if not c.model.encoder.startswith("resnet") and c.model.encoder != "convnet":
+        if not isinstance(encoder, ConvNet | ResNet):
             raise ValueError(
                 f"tile_fc needs a convolutional encoder (convnet, resnet*) whose feature map it "
                 f"reads, got model.encoder = {c.model.encoder!r}"
             )
-        fc = build.projector(c, out_dim=tile_fc, last_bn=True, last_bn_affine=True)
-        fc = fc.clone(hidden_dims=())
-    return LateFusionNet(
-        encoder=build.encoder(c),
-        head=build.projector(c, out_dim=num_classes),
-        tile_fc=fc,
-    )
+        fc = heads.MLP(
+            hidden_dims=(),
+            out_dim=tile_fc,
+            last_bn=True,
+            last_bn_affine=True,
+            bn_axis_name=build.bn_axis(c),
+            dtype=build.dtype(c),
+        )
+    return LateFusionNet(encoder=encoder, head=build.projector(c, out_dim=num_classes), tile_fc=fc)
 
 
 def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:

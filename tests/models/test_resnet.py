@@ -84,7 +84,7 @@ def test_stem_spatial_behaviour(stem, size, stage1, stage4):
 
 
 TINY = {"stage_sizes": (1, 1)}
-TINY_REF = {"stage_sizes": (1, 1), "bottleneck": False, "stem": "cifar"}
+TINY_REF = {**TINY, "bottleneck": False, "stem": "cifar"}
 
 
 @pytest.mark.parametrize(
