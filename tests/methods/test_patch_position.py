@@ -21,12 +21,12 @@ def run():
 def test_patch_position_trains_on_patch_pairs_with_the_numpy_loss(run):
     r, m = run, run.method
     assert isinstance(m, PatchPosition) and isinstance(m.net, LateFusionNet)
-    assert (m.patch_size, m.gap, m.jitter, m.grid, m.input_size) == (13, 3, 1, 2, 16)
+    assert (m.patch_size, m.gap, m.jitter, m.grid, m.input_size) == (9, 12, 1, 2, 16)
     harness.assert_trains(r)
     n = harness.BATCH
     inputs = harness.fast_jit(m.inputs)
     pairs = harness.fast_jit(
-        jax.vmap(lambda k, v: patches.patch_pair(k, v, patch_size=13, gap=3, jitter=1, grid=2))
+        jax.vmap(lambda k, v: patches.patch_pair(k, v, patch_size=9, gap=12, jitter=1, grid=2))
     )
     for i in range(2):
         s = r.states[i]
@@ -135,7 +135,7 @@ def test_patch_position_rejects_bad_arguments():
     c = harness.tiny_config("patch_position", **{"patch_position.grid": 1})
     with pytest.raises(ValueError, match=r"grid must be one of \(3, 2\), got 1"):
         build_methods.patch_position(c, 100)
-    c = harness.tiny_config("patch_position", **{"patch_position.gap": 5})
+    c = harness.tiny_config("patch_position", **{"patch_position.gap": 13})
     with pytest.raises(ValueError, match="needs 33-px views"):
         build_methods.patch_position(c, 100)
     assert isinstance(build.method(harness.tiny_config("patch_position"), 100), PatchPosition)
