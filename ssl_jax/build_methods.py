@@ -354,13 +354,23 @@ def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Met
 def jigsaw(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     del num_train_examples  # no schedule inside the method
     j = c.jigsaw
-    need = patches.jigsaw_grid_size(
-        cell_size=j.cell_size, tile_size=j.tile_size, grid=j.grid, margin=j.channel_shift
+    placements = {
+        "cells": lambda: {"cell_size": j.cell_size},
+        "spaced": lambda: {"gap": j.gap, "jitter": j.jitter},
+    }
+    kind = j.get("placement", "cells")
+    if kind not in placements:
+        raise ValueError(f"jigsaw.placement must be one of {tuple(placements)}, got {kind!r}")
+    placement = placements[kind]()
+    need = patches.jigsaw_size(
+        tile_size=j.tile_size, grid=j.grid, margin=j.channel_shift, **placement
     )
     if need > c.data.image_size:
         raise ValueError(
-            f"jigsaw: a {j.grid}x{j.grid} grid of {j.cell_size}-px cells with channel shift "
-            f"{j.channel_shift} needs {need}-px views, data.image_size is {c.data.image_size}"
+            f"jigsaw: a {j.grid}x{j.grid} grid of {j.tile_size}-px tiles ({kind}: "
+            f"{', '.join(f'{k} {v}' for k, v in placement.items())}) with "
+            f"channel shift {j.channel_shift} needs {need}-px views, data.image_size is "
+            f"{c.data.image_size}"
         )
     perms = permutations.maximal_hamming_permutations(
         j.num_permutations,
@@ -372,12 +382,12 @@ def jigsaw(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
         view_fn=build.view_fn(c),
         net=_late_fusion_net(c, j.num_permutations, j.get("tile_fc", 0)),
         permutations=tuple(map(tuple, perms.tolist())),
-        cell_size=j.cell_size,
         tile_size=j.tile_size,
         grid=j.grid,
         channel_shift=j.channel_shift,
         tile_norm=j.tile_norm,
         input_size=j.input_size or None,
+        **placement,
     )
 
 

@@ -260,6 +260,76 @@ def jigsaw_tile_positions(
     return origin + cells + offsets.astype(jnp.int32)
 
 
+def spaced_grid_size(
+    *, tile_size: int, gap: int, jitter: int = 0, grid: int = 3, margin: int = 0
+) -> int:
+    """Side of the square a spaced jigsaw grid needs, ``nT + (n-1)G + 2J + 2M``.
+
+    Args:
+      tile_size: side of a tile ``T`` (>= 1).
+      gap: pixels between neighbouring tiles before jitter ``G`` (>= 0).
+      jitter: each tile moves by up to ``J`` pixels in each direction (>= 0).
+      grid: tiles per side ``n`` (>= 2).
+      margin: free pixels around the grid ``M`` (>= 0).
+
+    Returns:
+      The smallest image side that holds every jittered grid.
+    """
+    _check_int(grid, "grid", 2)
+    _check_int(tile_size, "tile_size", 1)
+    _check_int(gap, "gap", 0)
+    _check_int(jitter, "jitter", 0)
+    _check_int(margin, "margin", 0)
+    return grid * tile_size + (grid - 1) * gap + 2 * jitter + 2 * margin
+
+
+def spaced_tile_positions(
+    key: jax.Array,
+    image_size: int,
+    *,
+    tile_size: int,
+    gap: int,
+    jitter: int = 0,
+    grid: int = 3,
+    margin: int = 0,
+) -> jax.Array:
+    """Top-left corners of a ``grid x grid`` grid of tiles ``tile_size + gap`` apart.
+
+    The geometry of Doersch et al.'s patch grid (:func:`patch_pair_positions`) for all
+    ``grid^2`` tiles: the grid is placed uniformly where it fits with room for the jitter
+    and ``margin``, and each tile moves by its own uniform integer jitter in ``[-J, J]``
+    per axis, so neighbouring tiles are ``G - 2J`` to ``G + 2J`` px apart. Unlike the cell
+    placement (:func:`jigsaw_tile_positions`, gaps from 0), the gap has a floor: tiles never
+    touch when ``G > 2J``, so no puzzle can be solved from continuity across a border.
+
+    Args:
+      key: PRNG key.
+      image_size: side of the square image.
+      tile_size: side of a tile ``T``.
+      gap: pixels between neighbouring tiles before jitter ``G``.
+      jitter: per-tile jitter ``J``.
+      grid: tiles per side.
+      margin: pixels kept free around the grid (room for colour-channel shifts).
+
+    Returns:
+      int32 ``[grid * grid, 2]`` ``(y, x)`` corners; tile ``i`` is grid cell
+      ``(i // grid, i % grid)``.
+    """
+    need = spaced_grid_size(tile_size=tile_size, gap=gap, jitter=jitter, grid=grid, margin=margin)
+    if need > image_size:
+        raise ValueError(
+            f"a {grid}x{grid} grid of {tile_size}-px tiles with gap {gap}, jitter {jitter} "
+            f"and margin {margin} needs {need} px, the image has {image_size}"
+        )
+    k_origin, k_jitter = jax.random.split(key)
+    lo = margin + jitter
+    origin = jax.random.randint(k_origin, (2,), lo, image_size - need + lo + 1, jnp.int32)
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    cells = jnp.asarray(np.stack([rows, cols], -1) * (tile_size + gap), jnp.int32)
+    shifts = jax.random.randint(k_jitter, (grid * grid, 2), -jitter, jitter + 1, jnp.int32)
+    return origin + cells + shifts
+
+
 def shifted_crop(image: jax.Array, corner: jax.Array, shifts: jax.Array, size: int) -> jax.Array:
     """A crop whose colour channels are cut at different offsets (colour-channel jitter).
 
@@ -305,20 +375,89 @@ def standardize_tiles(x: jax.Array, *, mode: str = "tile", eps: float = 1e-5) ->
     return ((x32 - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
 
 
+def _check_placement(cell_size: int | None, gap: int | None, jitter: int) -> None:
+    if (cell_size is None) == (gap is None):
+        raise ValueError(
+            "give exactly one of cell_size (tiles in cells) and gap (spaced tiles), got "
+            f"cell_size={cell_size!r}, gap={gap!r}"
+        )
+    if gap is None and jitter:
+        raise ValueError(f"jitter applies to spaced tiles (gap), got jitter={jitter!r}")
+
+
+def jigsaw_size(
+    *,
+    tile_size: int,
+    cell_size: int | None = None,
+    gap: int | None = None,
+    jitter: int = 0,
+    grid: int = 3,
+    margin: int = 0,
+) -> int:
+    """Side of the square a jigsaw grid needs, in either placement.
+
+    Args:
+      tile_size: side of a tile.
+      cell_size: side of a grid cell (:func:`jigsaw_grid_size`), or None.
+      gap: pixels between spaced tiles (:func:`spaced_grid_size`), or None; exactly one of
+        ``cell_size`` and ``gap`` is given.
+      jitter: per-tile jitter of spaced tiles (0 with cells).
+      grid: cells per side.
+      margin: free pixels around the grid.
+
+    Returns:
+      The smallest image side that holds the grid.
+    """
+    _check_placement(cell_size, gap, jitter)
+    if gap is None:
+        return jigsaw_grid_size(cell_size=cell_size, tile_size=tile_size, grid=grid, margin=margin)
+    return spaced_grid_size(tile_size=tile_size, gap=gap, jitter=jitter, grid=grid, margin=margin)
+
+
+def jigsaw_corners(
+    key: jax.Array,
+    image_size: int,
+    *,
+    tile_size: int,
+    cell_size: int | None = None,
+    gap: int | None = None,
+    jitter: int = 0,
+    grid: int = 3,
+    margin: int = 0,
+) -> jax.Array:
+    """Tile corners in either placement (arguments as :func:`jigsaw_size`).
+
+    Returns:
+      int32 ``[grid * grid, 2]`` ``(y, x)`` corners in row-major grid order.
+    """
+    _check_placement(cell_size, gap, jitter)
+    if gap is None:
+        return jigsaw_tile_positions(
+            key, image_size, cell_size=cell_size, tile_size=tile_size, grid=grid, margin=margin
+        )
+    return spaced_tile_positions(
+        key, image_size, tile_size=tile_size, gap=gap, jitter=jitter, grid=grid, margin=margin
+    )
+
+
 def jigsaw_puzzle(
     key: jax.Array,
     image: jax.Array,
     permutations: jax.Array,
     *,
-    cell_size: int,
+    cell_size: int | None = None,
     tile_size: int,
     grid: int = 3,
     channel_shift: int = 0,
     tile_norm: str = "tile",
+    gap: int | None = None,
+    jitter: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
     """One jigsaw example: shuffled, normalised tiles and the index of their permutation.
 
-    Tiles come from :func:`jigsaw_tile_positions`; with ``channel_shift = k`` each colour
+    Tiles come from :func:`jigsaw_tile_positions` (``cell_size``: the paper's cells) or
+    :func:`spaced_tile_positions` (``gap`` and ``jitter``); exactly one of ``cell_size``
+    and ``gap`` is given. With ``channel_shift = k`` each colour
     channel of each tile is cut at its own uniform offset in ``[-k, k]^2`` (the paper's
     guard against chromatic aberration). A permutation ``p`` is drawn uniformly from
     ``permutations`` and input slot ``j`` receives tile ``p[j]`` (the convention of the
@@ -329,11 +468,13 @@ def jigsaw_puzzle(
       image: ``[S, S, C]`` float (a view).
       permutations: int ``[N, grid * grid]`` permutation set
         (:func:`ssl_jax.augment.permutations.maximal_hamming_permutations`).
-      cell_size: side of a grid cell.
+      cell_size: side of a grid cell (the cell placement).
       tile_size: side of a tile.
       grid: cells per side.
       channel_shift: maximal per-channel shift ``k`` in pixels (0: off).
       tile_norm: ``'tile'``, ``'channel'`` or ``'none'``.
+      gap: pixels between neighbouring tiles before jitter (the spaced placement).
+      jitter: per-tile jitter of the spaced placement.
 
     Returns:
       ``(tiles [grid^2, T, T, C], label [])``: the shuffled tiles and the row of
@@ -347,13 +488,15 @@ def jigsaw_puzzle(
             f"got shape {permutations.shape}"
         )
     k_pos, k_shift, k_perm = jax.random.split(key, 3)
-    corners = jigsaw_tile_positions(
+    corners = jigsaw_corners(
         k_pos,
         image.shape[0],
         cell_size=cell_size,
         tile_size=tile_size,
         grid=grid,
         margin=channel_shift,
+        gap=gap,
+        jitter=jitter,
     )
     n_tiles, c = grid * grid, image.shape[-1]
     shifts = jax.random.randint(

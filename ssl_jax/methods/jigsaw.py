@@ -13,9 +13,12 @@ from ssl_jax.methods.late_fusion import PatchClassification
 class Jigsaw(PatchClassification):
     """Jigsaw puzzles: classify the permutation of 3x3 shuffled tiles among a fixed set.
 
-    Each view is cut into a ``grid x grid`` grid of ``cell_size`` cells holding one
-    ``tile_size`` tile each at a random offset (random gaps, against edge continuity), each
-    colour channel optionally shifted by up to ``channel_shift`` px (against chromatic
+    Each view is cut into a ``grid x grid`` grid of tiles, placed either as in the paper
+    (``cell_size``: one ``tile_size`` tile per cell at a random offset, random gaps against
+    edge continuity) or spaced (``gap``: tiles ``tile_size + gap`` apart, each moved by up
+    to ``jitter`` px, so the gap never drops below ``gap - 2 jitter``;
+    :func:`ssl_jax.augment.patches.spaced_tile_positions`), each colour channel optionally
+    shifted by up to ``channel_shift`` px (against chromatic
     aberration); the tiles are shuffled by a permutation drawn from ``permutations`` and
     each tile is normalised on its own (``tile_norm``, against matching by low-level
     statistics) (:func:`ssl_jax.augment.patches.jigsaw_puzzle`). ``net`` is the
@@ -31,8 +34,12 @@ class Jigsaw(PatchClassification):
       permutations: the permutation set as a tuple of ``grid^2``-tuples (hashable; see
         :func:`ssl_jax.augment.patches.maximal_hamming_permutations`); class ``i`` is
         ``permutations[i]``, input slot ``j`` holds tile ``permutations[i][j]``.
-      cell_size: side of a grid cell in view pixels (paper: 75 of a 225-px crop).
+      cell_size: side of a grid cell in view pixels (paper: 75 of a 225-px crop), or None
+        for spaced tiles.
       tile_size: side of a tile (paper: 64).
+      gap: pixels between spaced tiles before jitter, or None for the cell placement;
+        exactly one of ``cell_size`` and ``gap`` is given.
+      jitter: per-tile jitter of spaced tiles (0 with cells).
       grid: cells per side (3).
       channel_shift: maximal spatial shift of each colour channel (paper: 2 px; 0: off).
       tile_norm: ``'tile'`` (mean/std over the tile's pixels and channels), ``'channel'``
@@ -44,8 +51,10 @@ class Jigsaw(PatchClassification):
     """
 
     permutations: tuple[tuple[int, ...], ...]
-    cell_size: int
     tile_size: int
+    cell_size: int | None = None
+    gap: int | None = None
+    jitter: int = 0
     grid: int = 3
     channel_shift: int = 0
     tile_norm: str = "tile"
@@ -64,9 +73,11 @@ class Jigsaw(PatchClassification):
             raise ValueError(
                 f"tile_norm must be one of {patches.TILE_NORMS}, got {self.tile_norm!r}"
             )
-        patches.jigsaw_grid_size(
-            cell_size=self.cell_size,
+        patches.jigsaw_size(
             tile_size=self.tile_size,
+            cell_size=self.cell_size,
+            gap=self.gap,
+            jitter=self.jitter,
             grid=self.grid,
             margin=self.channel_shift,
         )
@@ -82,6 +93,8 @@ class Jigsaw(PatchClassification):
             grid=self.grid,
             channel_shift=self.channel_shift,
             tile_norm=self.tile_norm,
+            gap=self.gap,
+            jitter=self.jitter,
         )
 
     def preprocess(self, images):

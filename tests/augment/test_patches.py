@@ -82,6 +82,17 @@ def tiles_are_valid(corners, s, cell, tile, grid=3, margin=0) -> bool:
     return bool(np.all(lo <= hi))
 
 
+def spaced_are_valid(corners, s, tile, gap, jitter, grid, margin=0) -> bool:
+    """Is there a grid origin (margin + J <= o <= s - need + margin + J, need = grid*T +
+    (grid-1)*G + 2J + 2M) with every tile i within J of o + cell_i * (T + G)?"""
+    rc = np.stack(np.divmod(np.arange(grid * grid), grid), -1) * (tile + gap)
+    rel = np.asarray(corners) - rc  # = origin + shift, |shift| <= J
+    need = grid * tile + (grid - 1) * gap + 2 * jitter + 2 * margin
+    lo = np.maximum(rel.max(0) - jitter, margin + jitter)
+    hi = np.minimum(rel.min(0) + jitter, s - need + margin + jitter)
+    return bool(np.all(lo <= hi))
+
+
 def keys(n, seed=0):
     return jax.random.split(jax.random.key(seed), n)
 
@@ -126,7 +137,7 @@ def test_pair_positions_cover_exactly_the_support_of_the_paper_geometry(s, p, g,
     assert seen == support
 
 
-GEOMETRIES_2X2 = [(32, 13, 3, 1), (20, 8, 2, 1), (9, 4, 1, 0)]  # first: the CIFAR config
+GEOMETRIES_2X2 = [(32, 9, 12, 1), (32, 13, 3, 1), (20, 8, 2, 1), (9, 4, 1, 0)]  # first: CIFAR
 
 
 @pytest.mark.parametrize("s,p,g,j", GEOMETRIES_2X2)
@@ -262,6 +273,64 @@ def test_jigsaw_tiles_are_the_permuted_cells_and_reassemble_the_crop(cell, tile)
             np.testing.assert_array_equal(
                 np.concatenate(rows, axis=0), image[y : y + 3 * cell, x : x + 3 * cell]
             )
+
+
+# (image side, tile, gap, jitter, grid, margin); first: the CIFAR config
+SPACED = [(32, 9, 12, 1, 2, 0), (32, 8, 3, 1, 3, 0), (40, 6, 4, 2, 3, 1), (20, 5, 2, 0, 2, 3)]
+
+
+@pytest.mark.parametrize("s,tile,gap,jitter,grid,margin", SPACED)
+def test_spaced_positions_keep_the_gap_and_jitter(s, tile, gap, jitter, grid, margin):
+    n = 3000
+    fn = jax.jit(
+        jax.vmap(
+            lambda k: P.spaced_tile_positions(
+                k, s, tile_size=tile, gap=gap, jitter=jitter, grid=grid, margin=margin
+            )
+        )
+    )
+    corners = np.asarray(fn(keys(n, seed=5)))
+    assert corners.shape == (n, grid * grid, 2) and corners.dtype == np.int32
+    assert all(spaced_are_valid(c, s, tile, gap, jitter, grid, margin) for c in corners)
+    assert corners.min() >= margin and corners.max() <= s - tile - margin
+    # Neighbours along a row / a column are G +- 2J apart, every value of that range seen.
+    cells = np.arange(grid * grid).reshape(grid, grid)
+    right = corners[:, cells[:, 1:].ravel(), 1] - corners[:, cells[:, :-1].ravel(), 1]
+    down = corners[:, cells[1:, :].ravel(), 0] - corners[:, cells[:-1, :].ravel(), 0]
+    for step in (right, down):
+        assert set(np.unique(step - tile)) == set(range(gap - 2 * jitter, gap + 2 * jitter + 1))
+    # The first tile's corner (origin + jitter) takes every value the grid allows.
+    need = P.spaced_grid_size(tile_size=tile, gap=gap, jitter=jitter, grid=grid, margin=margin)
+    assert need == grid * tile + (grid - 1) * gap + 2 * jitter + 2 * margin
+    for axis in (0, 1):
+        assert set(corners[:, 0, axis]) == set(range(margin, s - need + margin + 2 * jitter + 1))
+
+
+@pytest.mark.parametrize("tile,gap,jitter,grid", [(9, 12, 1, 2), (8, 3, 1, 3)])
+def test_spaced_jigsaw_tiles_are_the_permuted_crops(tile, gap, jitter, grid):
+    s = 32
+    image = coord_image(s)
+    perms = maximal_hamming_permutations(20, num_tiles=grid * grid, seed=3)
+    fn = lambda k, x: P.jigsaw_puzzle(
+        k,
+        x,
+        jnp.asarray(perms),
+        tile_size=tile,
+        gap=gap,
+        jitter=jitter,
+        grid=grid,
+        tile_norm="none",
+    )
+    ks = keys(40, seed=6)
+    tiles, labels = map(np.asarray, jax.jit(jax.vmap(fn, (0, None)))(ks, jnp.asarray(image)))
+    assert tiles.shape == (40, grid * grid, tile, tile, 3) and set(labels) <= set(range(20))
+    for shuffled, lab in zip(tiles, labels, strict=True):
+        in_grid_order = np.empty_like(shuffled)
+        in_grid_order[perms[lab]] = shuffled  # slot j holds tile perm[j]
+        corners = in_grid_order[:, 0, 0, :2].astype(int)
+        assert spaced_are_valid(corners, s, tile, gap, jitter, grid)
+        for t, (y, x) in zip(in_grid_order, corners, strict=True):
+            np.testing.assert_array_equal(t, image[y : y + tile, x : x + tile])
 
 
 def test_channel_shift_cuts_each_colour_channel_at_its_own_offset():
@@ -428,6 +497,18 @@ def test_bad_arguments_raise_value_errors():
         P.jigsaw_puzzle(key, img, perms[:, :4], cell_size=10, tile_size=9)
     with pytest.raises(ValueError, match="channel_shift"):
         P.jigsaw_puzzle(key, img, perms, cell_size=10, tile_size=9, channel_shift=-1)
+    with pytest.raises(ValueError, match="needs 35 px"):
+        P.jigsaw_puzzle(key, img, perms, tile_size=9, gap=3, jitter=1)
+    with pytest.raises(ValueError, match="exactly one of cell_size"):
+        P.jigsaw_puzzle(key, img, perms, cell_size=10, tile_size=9, gap=0)
+    with pytest.raises(ValueError, match="exactly one of cell_size"):
+        P.jigsaw_puzzle(key, img, perms, tile_size=9)
+    with pytest.raises(ValueError, match="jitter applies to spaced tiles"):
+        P.jigsaw_puzzle(key, img, perms, cell_size=10, tile_size=9, jitter=1)
+    with pytest.raises(ValueError, match="gap"):
+        P.spaced_grid_size(tile_size=4, gap=-1)
+    with pytest.raises(ValueError, match="jitter"):
+        P.spaced_grid_size(tile_size=4, gap=1, jitter=-1)
     with pytest.raises(ValueError, match="mode"):
         P.standardize_tiles(img, mode="image")
     with pytest.raises(ValueError, match="grid"):
