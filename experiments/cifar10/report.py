@@ -286,15 +286,25 @@ def write_markdown(path: Path, records: dict[str, dict], *, header: dict) -> Non
         "",
         "## Machine and command",
         "",
-        f"- machine: {env['machine']}; JAX devices: {env['devices']}",
-        f"- platform: {env['platform']}",
+        *_machines(records),
+        f"- report built: {env['date']} on {env['machine']} (JAX devices: {env['devices']}; "
+        f"platform {env['platform']})",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-        f"- report built: {env['date']}",
         "- commands that produced the records:",
         *[f"  - `{c}`" for c in sorted({r.get("command", "?") for r in records.values()})],
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _machines(records: dict[str, dict]) -> list[str]:
+    """One line per machine the records were trained on, with the runs it trained."""
+    runs: dict[str, list[str]] = {}
+    for name, r in records.items():
+        runs.setdefault(r.get("machine", "not recorded"), []).append(name)
+    if len(runs) == 1:
+        return [f"- machine: {next(iter(runs))} (every record)"]
+    return [f"- machine {m}: {', '.join(sorted(names))}" for m, names in sorted(runs.items())]
 
 
 def _runs_with_curves(records: dict[str, dict]) -> list[dict]:

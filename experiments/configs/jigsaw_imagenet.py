@@ -10,7 +10,7 @@ Views: one crop + flip (``mae``). The context-free network: the ResNet-50 featur
 tiles concatenated, a 4096-wide hidden layer (fc7), 1000 outputs. Optimiser: the standard
 ResNet-50 SGD recipe (momentum 0.9, lr 0.1 x B/256, weight decay 1e-4, 5 warm-up epochs,
 cosine) for 100 epochs at batch 256 (the paper: an AlexNet-style CFN, 350k iterations). The
-``:tiny`` variant runs at 32 px with the CIFAR geometry.
+``:tiny`` variant runs at 32 px: 3x3 cells of 10 px holding 9-px tiles.
 """
 
 import ml_collections
@@ -30,6 +30,9 @@ def get_config(name: str = ""):
             "grid": 3,
             "cell_size": 73,
             "tile_size": 64,
+            "placement": "cells",  # or "spaced": gap and jitter instead of cell_size
+            "gap": 0,
+            "jitter": 0,
             "channel_shift": 2,
             "tile_norm": "tile",
             "input_size": 0,

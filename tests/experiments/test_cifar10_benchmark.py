@@ -93,6 +93,7 @@ def test_benchmark_runs_skips_resumes_and_reports(cifar_subset_dir, tmp_path, ca
     md = (tmp_path / "out" / "cifar10_cpu.md").read_text()
     for text in ("| `simclr` | convnet | 1 |", "**raw pixels**", "`per_image_mean`", "--steps 1"):
         assert text in md
+    assert f"- machine: {report.environment()['machine']} (every record)" in md
     for fig in ("curves", "align_uniform"):
         assert (out / f"{fig}.png").stat().st_size > 1000
 
@@ -214,3 +215,12 @@ def test_cpu_and_gpu_settings_build_every_method(method):
     assert g.model.encoder == settings.load_config(method).model.encoder
     assert g.data.batch_size in (128, 256, 512)
     build.method(g, n)
+
+
+def test_report_names_the_machine_of_each_record():
+    records = {
+        name: {"kind": "method", "machine": machine}
+        for name, machine in (("simclr", "A, 2 cores"), ("jigsaw", "B"), ("byol", "A, 2 cores"))
+    }
+    lines = report._machines(records)
+    assert lines == ["- machine A, 2 cores: byol, simclr", "- machine B: jigsaw"]
