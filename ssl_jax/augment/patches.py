@@ -197,6 +197,12 @@ def patch_pair(
     return patches, label
 
 
+def _grid_corners(grid: int, step: int) -> jax.Array:
+    """int32 ``[grid * grid, 2]``: ``(row, col) * step`` of every cell, row-major."""
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    return jnp.asarray(np.stack([rows, cols], -1) * step, jnp.int32)
+
+
 def jigsaw_grid_size(*, cell_size: int, tile_size: int, grid: int = 3, margin: int = 0) -> int:
     """Side of the square a jigsaw grid needs, ``grid * cell_size + 2 * margin``.
 
@@ -254,8 +260,7 @@ def jigsaw_tile_positions(
     span = grid * cell_size
     k_origin, k_tiles = jax.random.split(key)
     origin = jax.random.randint(k_origin, (2,), margin, image_size - span - margin + 1, jnp.int32)
-    rows, cols = np.divmod(np.arange(grid * grid), grid)
-    cells = jnp.asarray(np.stack([rows, cols], -1) * cell_size, jnp.int32)
+    cells = _grid_corners(grid, cell_size)
     offsets = jax.random.randint(k_tiles, (grid * grid, 2), 0, cell_size - tile_size + 1)
     return origin + cells + offsets.astype(jnp.int32)
 
@@ -324,8 +329,7 @@ def spaced_tile_positions(
     k_origin, k_jitter = jax.random.split(key)
     lo = margin + jitter
     origin = jax.random.randint(k_origin, (2,), lo, image_size - need + lo + 1, jnp.int32)
-    rows, cols = np.divmod(np.arange(grid * grid), grid)
-    cells = jnp.asarray(np.stack([rows, cols], -1) * (tile_size + gap), jnp.int32)
+    cells = _grid_corners(grid, tile_size + gap)
     shifts = jax.random.randint(k_jitter, (grid * grid, 2), -jitter, jitter + 1, jnp.int32)
     return origin + cells + shifts
 
@@ -457,9 +461,9 @@ def jigsaw_puzzle(
 
     Tiles come from :func:`jigsaw_tile_positions` (``cell_size``: the paper's cells) or
     :func:`spaced_tile_positions` (``gap`` and ``jitter``); exactly one of ``cell_size``
-    and ``gap`` is given. With ``channel_shift = k`` each colour
-    channel of each tile is cut at its own uniform offset in ``[-k, k]^2`` (the paper's
-    guard against chromatic aberration). A permutation ``p`` is drawn uniformly from
+    and ``gap`` is given. With ``channel_shift = k`` each colour channel of each tile is
+    cut at its own uniform offset in ``[-k, k]^2`` (the paper's guard against chromatic
+    aberration). A permutation ``p`` is drawn uniformly from
     ``permutations`` and input slot ``j`` receives tile ``p[j]`` (the convention of the
     authors' data layer); each tile is then normalised on its own (:func:`standardize_tiles`).
 

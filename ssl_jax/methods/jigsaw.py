@@ -18,16 +18,16 @@ class Jigsaw(PatchClassification):
     edge continuity) or spaced (``gap``: tiles ``tile_size + gap`` apart, each moved by up
     to ``jitter`` px, so the gap never drops below ``gap - 2 jitter``;
     :func:`ssl_jax.augment.patches.spaced_tile_positions`), each colour channel optionally
-    shifted by up to ``channel_shift`` px (against chromatic
-    aberration); the tiles are shuffled by a permutation drawn from ``permutations`` and
-    each tile is normalised on its own (``tile_norm``, against matching by low-level
-    statistics) (:func:`ssl_jax.augment.patches.jigsaw_puzzle`). ``net`` is the
+    shifted by up to ``channel_shift`` px (against chromatic aberration); the tiles are
+    shuffled by a permutation drawn from ``permutations`` and each tile is optionally
+    normalised on its own (``tile_norm``, against matching by low-level statistics)
+    (:func:`ssl_jax.augment.patches.jigsaw_puzzle`). ``net`` is the
     context-free network: the shared encoder per tile, the ``grid^2`` features
     concatenated, an MLP to ``len(permutations)`` classes. The loss is the cross entropy of
     the permutation index, logged as ``jigsaw`` with its accuracy ``jigsaw_acc``.
 
-    The tiles are normalised, so :meth:`encode` normalises whole images the same way
-    (:meth:`preprocess`) before the encoder. Collapse monitors get the features of the
+    :meth:`encode` normalises whole images as the tiles are (:meth:`preprocess`; nothing
+    with ``tile_norm = 'none'``) before the encoder. Collapse monitors get the features of the
     tiles in the first two input slots; the online probe the mean of all tile features.
 
     Attributes:
