@@ -354,14 +354,13 @@ def patch_position(c: ml_collections.ConfigDict, num_train_examples: int) -> Met
 def jigsaw(c: ml_collections.ConfigDict, num_train_examples: int) -> Method:
     del num_train_examples  # no schedule inside the method
     j = c.jigsaw
-    placements = {
-        "cells": lambda: {"cell_size": j.cell_size},
-        "spaced": lambda: {"gap": j.gap, "jitter": j.jitter},
-    }
     kind = j.get("placement", "cells")
-    if kind not in placements:
-        raise ValueError(f"jigsaw.placement must be one of {tuple(placements)}, got {kind!r}")
-    placement = placements[kind]()
+    if kind == "cells":
+        placement = {"cell_size": j.cell_size}
+    elif kind == "spaced":
+        placement = {"gap": j.gap, "jitter": j.jitter}
+    else:
+        raise ValueError(f"jigsaw.placement must be one of ('cells', 'spaced'), got {kind!r}")
     need = patches.jigsaw_size(
         tile_size=j.tile_size, grid=j.grid, margin=j.channel_shift, **placement
     )

@@ -59,11 +59,9 @@ def patch_grid_size(*, patch_size: int, gap: int, jitter: int, grid: int = 3) ->
       The smallest image side that holds every patch pair.
     """
     _check_int(patch_size, "patch_size", 1)
-    _check_int(gap, "gap", 0)
-    _check_int(jitter, "jitter", 0)
     if grid not in PATCH_GRIDS:
         raise ValueError(f"grid must be one of {PATCH_GRIDS}, got {grid!r}")
-    return grid * patch_size + (grid - 1) * gap + 2 * jitter
+    return spaced_grid_size(tile_size=patch_size, gap=gap, jitter=jitter, grid=grid)
 
 
 def patch_pair_positions(
