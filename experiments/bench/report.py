@@ -167,19 +167,24 @@ def profile_table(run: dict) -> list[str]:
     if not p:
         return NOT_YET
     ms = p["ms_per_step"]
+    names = ("xla_default", "tuned")
     kinds = sorted(
         set(ms["tuned"]) | set(ms["xla_default"]), key=lambda k: -ms["xla_default"].get(k, 0)
     )
     lines = [
-        f"{p['case']}, batch {p['batch']}, ms per step summed over XLA:CPU thunks:",
+        f"{p['case']}, batch {p['batch']}, ms per step summed over the trace events of "
+        "XLA:CPU's thunks (an asynchronous thunk's event covers only its launch):",
         "",
         "| kind of operation | XLA defaults | ssl_jax options |",
         "|---|---:|---:|",
     ]
     for k in kinds:
         lines.append(f"| {k} | {ms['xla_default'].get(k, 0):.0f} | {ms['tuned'].get(k, 0):.0f} |")
-    tot = [sum(ms[k].values()) for k in ("xla_default", "tuned")]
-    lines.append(f"| total | {tot[0]:.0f} | {tot[1]:.0f} |")
+    tot = [sum(ms[k].values()) for k in names]
+    lines.append(f"| sum of traced thunks | {tot[0]:.0f} | {tot[1]:.0f} |")
+    if "wall_ms" in p:  # recorded by sittings from 2026-12-01 on
+        wall = [p["wall_ms"][k] for k in names]
+        lines.append(f"| step wall time (under the profiler) | {wall[0]:.0f} | {wall[1]:.0f} |")
     return lines
 
 

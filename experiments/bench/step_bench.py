@@ -12,7 +12,9 @@ rounds after ``--warmup`` calls each):
 
 Both frameworks get the same augmented views and use every core this process may run on
 (``torch.set_num_threads``; XLA's CPU client sizes its pool the same way). Images/s counts
-each source image once (its views are not counted again).
+each source image once (its views are not counted again). ``cpu_per_step`` splits each
+contender's CPU time per step into user and kernel time and counts its minor page faults
+(``timing.interleave``): where wall time goes that the kernels' FLOPs do not explain.
 """
 
 import argparse
@@ -69,6 +71,9 @@ def measure(
         record,
         torch_best=best_torch,
         images_per_s={k: batch / v["median_s"] for k, v in t.items()},
+        cpu_per_step={
+            k: {m: v[m] for m in ("user_s", "sys_s", "minor_faults")} for k, v in t.items()
+        },
         timings=t,
         peak_added_mib=memory,
         compile_s={k: v.compile_s for k, v in compiled.items()},

@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import resource
 import statistics
 import threading
 import time
@@ -43,27 +44,51 @@ class PeakRss:
         return (self.peak - self.start) / 2**20
 
 
+def cpu_usage() -> tuple[float, float, int]:
+    """This process's ``(user CPU s, kernel CPU s, minor page faults)`` so far, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
 def interleave(fns: dict[str, Callable[[], object]], *, reps: int, warmup: int = 1) -> dict:
     """Runs every function ``warmup`` times, then ``reps`` rounds of one call each, the order
     rotating every round (so no contender always follows the same one).
 
+    Around every timed call it also reads the process's CPU accounting: the user and kernel
+    CPU time of all threads and the minor page faults (a fresh page touched for the first
+    time). The contenders run one at a time and each returns only when its work is done, so
+    the differences belong to that call (give or take OpenMP threads still spinning after
+    the previous one).
+
     Returns:
-      ``{name: {'median_s', 'min_s', 'max_s', 'times_s'}}``.
+      ``{name: {'median_s', 'min_s', 'max_s', 'times_s', 'user_s', 'sys_s',
+      'minor_faults'}}``; the last three are medians per call.
     """
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             fns[name]()
     times = {k: [] for k in names}
+    usage = {k: [] for k in names}
     for r in range(reps):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
+            u0, t0 = cpu_usage(), time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
-    return {
-        k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "times_s": v}
-        for k, v in times.items()
-    }
+            usage[name].append([b - a for a, b in zip(u0, cpu_usage(), strict=True)])
+    out = {}
+    for k, v in times.items():
+        user, sys_, faults = (statistics.median(col) for col in zip(*usage[k], strict=True))
+        out[k] = {
+            "median_s": statistics.median(v),
+            "min_s": min(v),
+            "max_s": max(v),
+            "times_s": v,
+            "user_s": user,
+            "sys_s": sys_,
+            "minor_faults": faults,
+        }
+    return out
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter

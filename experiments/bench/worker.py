@@ -28,7 +28,12 @@ def profile(case: str, batch: int, steps: int = 2) -> dict:
     for name, tuned in (("tuned", True), ("xla_default", False)):
         jx = jax_side.JaxCase(c, tuned=tuned).setup(views, labels)
         out[name] = profile_step.profile(jx.compiled, jx.step, steps)
-    return dict(case=case, batch=batch, ms_per_step=out)
+    return dict(
+        case=case,
+        batch=batch,
+        ms_per_step={name: r["by_kind"] for name, r in out.items()},
+        wall_ms={name: r["wall_ms"] for name, r in out.items()},
+    )
 
 
 KINDS = {

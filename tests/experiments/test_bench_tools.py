@@ -1,0 +1,71 @@
+"""The CPU accounting of ``experiments/bench``: per-call CPU time and page faults in
+``timing.interleave``, and the instructions ``profile_step`` can and cannot see.
+
+The benchmarks themselves (minutes to hours, PyTorch as the peer) are not tests; their
+results are committed under ``experiments/bench``.
+"""
+
+import mmap
+
+import jax
+import jax.numpy as jnp
+
+from experiments.bench import profile_step, timing
+from ssl_jax.train import xla_cpu
+
+_PAGES = 4096
+
+
+def _touch_fresh_pages():
+    """Writes one byte to each of ``_PAGES`` pages of a new anonymous mapping."""
+    page = mmap.PAGESIZE
+    with mmap.mmap(-1, _PAGES * page) as m:
+        m.madvise(mmap.MADV_NOHUGEPAGE)  # one fault per 4-KiB page, whatever the THP mode
+        for i in range(_PAGES):
+            m[i * page] = 1
+
+
+def _spin():
+    """Pure user-space work: no system calls, no new memory."""
+    return sum(range(3_000_000))
+
+
+def test_interleave_attributes_faults_and_cpu_time_to_each_call():
+    t = timing.interleave(
+        {"touch": _touch_fresh_pages, "spin": _spin, "idle": lambda: None}, reps=3
+    )
+    assert set(t["touch"]) >= {"median_s", "times_s", "user_s", "sys_s", "minor_faults"}
+    # Every page of a fresh mapping faults once when first written; nothing else here does.
+    assert _PAGES <= t["touch"]["minor_faults"] < _PAGES + 512
+    assert t["idle"]["minor_faults"] < 64 and t["spin"]["minor_faults"] < 64
+    # The spinning call's CPU time (tens of ms, however loaded the machine) is user time.
+    assert t["spin"]["user_s"] >= 0.01 and t["spin"]["sys_s"] < 0.2 * t["spin"]["user_s"]
+    assert t["idle"]["user_s"] + t["idle"]["sys_s"] < 0.5 * t["spin"]["user_s"]
+
+
+def _conv_loss(x, w1, w2):
+    dn = ("NHWC", "HWIO", "NHWC")
+    h = jax.nn.relu(jax.lax.conv_general_dilated(x, w1, (1, 1), "SAME", dimension_numbers=dn))
+    y = jax.lax.conv_general_dilated(h, w2, (1, 1), "SAME", dimension_numbers=dn)
+    return jnp.mean(y**2)
+
+
+def test_categorize_tells_the_three_convolutions_apart_with_and_without_step_options():
+    x, w1, w2 = jnp.ones((8, 16, 16, 16)), jnp.ones((3, 3, 16, 32)), jnp.ones((3, 3, 32, 32))
+    grad = jax.jit(jax.grad(_conv_loss, argnums=(0, 1, 2))).lower(x, w1, w2)
+    for options in (dict(xla_cpu.CPU_STEP_OPTIONS), {}):
+        kinds = set(profile_step.categorize(grad.compile(options).as_text()).values())
+        assert {"conv forward", "conv weight gradient", "conv input gradient"} <= kinds
+
+
+def test_profile_returns_time_by_kind_and_the_wall_time():
+    def f(x):
+        return jnp.sum(jnp.tanh(x) * 2 + jnp.sin(x), axis=0)
+
+    x = jnp.linspace(0, 1, 512 * 1024).reshape(512, 1024)
+    compiled = jax.jit(f).lower(x).compile()
+    out = profile_step.profile(compiled, lambda: jax.block_until_ready(compiled(x)), steps=2)
+    assert set(out) == {"by_kind", "wall_ms"} and out["wall_ms"] > 0
+    # The sum over rows is a reduction thunk, which runs synchronously and is traced.
+    assert out["by_kind"].get("reduction", 0) > 0
+    assert all(ms >= 0 for ms in out["by_kind"].values())
