@@ -7,8 +7,9 @@ for bit; ``input_bench.py`` times both. ``xla_small_map_conv`` gives the encoder
 feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``);
 ``flax_max_pool`` gives the ConvNet back ``nn.max_pool`` (before
 ``ssl_jax.models.max_pool``); ``fused_weight_grads`` drops the kernel-gradient barrier
-(before ``ssl_jax.models.weight_grad``); ``step_bench.before_after`` times each against
-the current code.
+(before ``ssl_jax.models.weight_grad``); ``flax_batch_norm`` gives the encoders Flax's
+``nn.BatchNorm`` and a separate ``nn.relu`` (before ``ssl_jax.models.batch_norm``);
+``step_bench.before_after`` times each against the current code.
 """
 
 from unittest import mock
@@ -17,7 +18,7 @@ import flax.linen as nn
 import jax
 
 from ssl_jax.augment import color
-from ssl_jax.models import convnet, small_map_conv, weight_grad
+from ssl_jax.models import batch_norm, convnet, small_map_conv, weight_grad
 
 
 def color_jitter_all_ops(
@@ -83,3 +84,33 @@ def fused_weight_grads():
     """Within the block, encoders traced leave their kernels' cotangents without the
     barrier, so XLA:CPU may fuse multi-crop's weight gradients into YNNPACK."""
     return mock.patch.object(weight_grad, "separate_weight_gradient", lambda kernel: kernel)
+
+
+class FlaxBatchNorm(nn.Module):
+    """``batch_norm.BatchNorm``'s fields, computed the autodiff way: ``nn.BatchNorm``, then
+    the residual's addition and ``nn.relu`` if ``relu``."""
+
+    use_running_average: bool = False
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+    axis_name: str | None = None
+    dtype: object = None
+    relu: bool = False
+    scale_init: object = nn.initializers.ones
+    bias_init: object = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x, residual=None):
+        fields = ("use_running_average", "momentum", "epsilon", "axis_name", "dtype")
+        bn = nn.BatchNorm(
+            **{f: getattr(self, f) for f in fields},
+            scale_init=self.scale_init,
+            bias_init=self.bias_init,
+        )
+        y = bn(x) if residual is None else bn(x) + residual
+        return nn.relu(y) if self.relu else y
+
+
+def flax_batch_norm():
+    """Within the block, encoders traced normalise with :class:`FlaxBatchNorm`."""
+    return mock.patch.object(batch_norm, "BatchNorm", FlaxBatchNorm)

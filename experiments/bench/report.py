@@ -314,6 +314,9 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_WEIGHT_GRAD": before_after_table(
             run, "weight_grad", "fused weight gradients", "barrier"
         ),
+        "SPEEDUP_BATCH_NORM": before_after_table(
+            run, "batch_norm", "`nn.BatchNorm` + `nn.relu`", "`batch_norm.BatchNorm`"
+        ),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

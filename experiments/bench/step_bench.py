@@ -93,6 +93,7 @@ BEFORE = {
     "small_map": baselines.xla_small_map_conv,
     "max_pool": baselines.flax_max_pool,
     "weight_grad": baselines.fused_weight_grads,
+    "batch_norm": baselines.flax_batch_norm,
 }
 
 

@@ -42,6 +42,7 @@ KINDS = {
     "small_map": functools.partial(step_bench.before_after, "small_map"),
     "max_pool": functools.partial(step_bench.before_after, "max_pool"),
     "weight_grad": functools.partial(step_bench.before_after, "weight_grad"),
+    "batch_norm": functools.partial(step_bench.before_after, "batch_norm"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

@@ -4,6 +4,7 @@ Encoders map NHWC float images to ``[B, num_features]`` (``num_features`` is a p
 before init, so heads can be sized from it) and take ``(x, *, train)``.
 """
 
+from ssl_jax.models.batch_norm import BatchNorm
 from ssl_jax.models.convnet import ConvNet
 from ssl_jax.models.heads import (
     MLP,
@@ -33,6 +34,7 @@ from ssl_jax.models.vit import (
 __all__ = [
     "MLP",
     "Attention",
+    "BatchNorm",
     "ConvNet",
     "DINOHead",
     "LinearClassifier",

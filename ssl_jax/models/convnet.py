@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.models import small_map_conv
+from ssl_jax.models import batch_norm, small_map_conv
 from ssl_jax.models.max_pool import max_pool_2x2
 from ssl_jax.models.resnet import conv_init
 
@@ -77,15 +77,15 @@ class ConvNet(nn.Module):
                 conv_general_dilated=small_map_conv.conv_general_dilated,
                 name=f"conv{i + 1}",
             )(x)
-            x = nn.BatchNorm(
+            x = batch_norm.BatchNorm(
                 use_running_average=not train,
                 momentum=self.bn_momentum,
                 epsilon=1e-5,
                 axis_name=self.bn_axis_name,
                 dtype=self.dtype,
+                relu=True,
                 name=f"bn{i + 1}",
             )(x)
-            x = nn.relu(x)
             if i < len(self.widths) - 1:
                 x = max_pool_2x2(x)
         pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.models import small_map_conv
+from ssl_jax.models import batch_norm, small_map_conv
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
@@ -37,7 +37,8 @@ class ResidualBlock(nn.Module):
       filters: width of the block (its output is ``4 * filters`` for bottleneck blocks).
       strides: spatial stride of the block.
       bottleneck: bottleneck instead of basic block.
-      norm: ``nn.BatchNorm`` partial with the training mode and BN settings bound.
+      norm: ``batch_norm.BatchNorm`` partial with the training mode and BN settings bound
+        (``relu=True`` fuses the ReLU that follows).
       conv: ``nn.Conv`` partial with dtype and init bound.
       zero_init_residual: the last BN of the residual branch starts with gamma = 0, so the
         block starts as the identity (Goyal et al. 2017; used by SimCLR and BYOL).
@@ -57,22 +58,22 @@ class ResidualBlock(nn.Module):
         if self.bottleneck:
             out_ch = 4 * self.filters
             y = self.conv(self.filters, (1, 1), name="conv1")(x)
-            y = nn.relu(self.norm(name="bn1")(y))
+            y = self.norm(relu=True, name="bn1")(y)
             y = self.conv(self.filters, (3, 3), strides=s, padding=_pad(3), name="conv2")(y)
-            y = nn.relu(self.norm(name="bn2")(y))
+            y = self.norm(relu=True, name="bn2")(y)
             y = self.conv(out_ch, (1, 1), name="conv3")(y)
-            y = self.norm(scale_init=last_gamma, name="bn3")(y)
         else:
             out_ch = self.filters
             y = self.conv(self.filters, (3, 3), strides=s, padding=_pad(3), name="conv1")(x)
-            y = nn.relu(self.norm(name="bn1")(y))
+            y = self.norm(relu=True, name="bn1")(y)
             y = self.conv(self.filters, (3, 3), padding=_pad(3), name="conv2")(y)
-            y = self.norm(scale_init=last_gamma, name="bn2")(y)
         shortcut = x
         if self.strides != 1 or x.shape[-1] != out_ch:
             shortcut = self.conv(out_ch, (1, 1), strides=s, name="proj_conv")(x)
             shortcut = self.norm(name="proj_bn")(shortcut)
-        return nn.relu(shortcut + y)
+        # The branch's last BN, the shortcut's addition and the ReLU in one pass.
+        last = self.norm(scale_init=last_gamma, relu=True, name="bn3" if self.bottleneck else "bn2")
+        return last(y, residual=shortcut)
 
 
 class ResNet(nn.Module):
@@ -143,7 +144,7 @@ class ResNet(nn.Module):
             conv_general_dilated=small_map_conv.conv_general_dilated,
         )
         norm = functools.partial(
-            nn.BatchNorm,
+            batch_norm.BatchNorm,
             use_running_average=not train,
             momentum=self.bn_momentum,
             epsilon=1e-5,
@@ -154,11 +155,11 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         if self.stem == "imagenet":
             x = conv(width, (7, 7), strides=(2, 2), padding=_pad(7), name="stem_conv")(x)
-            x = nn.relu(norm(name="stem_bn")(x))
+            x = norm(relu=True, name="stem_bn")(x)
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=_pad(3))
         else:
             x = conv(width, (3, 3), padding=_pad(3), name="stem_conv")(x)
-            x = nn.relu(norm(name="stem_bn")(x))
+            x = norm(relu=True, name="stem_bn")(x)
         for i, n_blocks in enumerate(self.stage_sizes):
             for j in range(n_blocks):
                 x = ResidualBlock(

@@ -1,0 +1,204 @@
+"""``ssl_jax.models.batch_norm.BatchNorm`` against Flax's ``nn.BatchNorm`` (+ ``nn.relu``):
+values, running statistics and gradients (float64), under ``pmap`` with a batch axis, in
+evaluation mode, in bfloat16, and the variables (checkpoints load either way)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.models.batch_norm import BatchNorm
+
+
+class FlaxBN(nn.Module):
+    relu: bool
+    use_running_average: bool = False
+    axis_name: str | None = None
+    dtype: object = None
+
+    @nn.compact
+    def __call__(self, x):
+        y = nn.BatchNorm(
+            use_running_average=self.use_running_average,
+            momentum=0.9,
+            epsilon=1e-5,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            name="bn",
+        )(x)
+        return nn.relu(y) if self.relu else y
+
+
+class OurBN(nn.Module):
+    relu: bool
+    use_running_average: bool = False
+    axis_name: str | None = None
+    dtype: object = None
+
+    @nn.compact
+    def __call__(self, x):
+        return BatchNorm(
+            use_running_average=self.use_running_average,
+            momentum=0.9,
+            epsilon=1e-5,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            relu=self.relu,
+            name="bn",
+        )(x)
+
+
+def _variables(c, seed=0):
+    """Random scale, bias and running statistics (float32, as both modules keep them)."""
+    r = np.random.default_rng(seed)
+    f = lambda *s: jnp.asarray(r.normal(size=s), jnp.float32)
+    return {
+        "params": {"bn": {"scale": 1 + 0.5 * f(c), "bias": f(c)}},
+        "batch_stats": {"bn": {"mean": f(c), "var": jnp.exp(f(c))}},
+    }
+
+
+def _train(module, variables, x, w):
+    """Output, updated statistics and gradients of ``sum(out * w)`` (x, scale, bias)."""
+
+    def loss(params, x):
+        out, upd = module.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]}, x, mutable=["batch_stats"]
+        )
+        return jnp.sum(out * w), (out, upd["batch_stats"])
+
+    (_, (out, stats)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        variables["params"], x
+    )
+    return out, stats, grads
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_training_values_statistics_and_gradients_equal_flax(relu):
+    with jax.enable_x64(True):
+        r = np.random.default_rng(1)
+        # Off-centre inputs: the backward pass must not lose the mean's cancellation.
+        x = jnp.asarray(3 + 2 * r.normal(size=(6, 5, 4, 7)))
+        w = jnp.asarray(r.normal(size=x.shape))
+        v = _variables(7)
+        ours = _train(OurBN(relu), v, x, w)
+        ref = _train(FlaxBN(relu), v, x, w)
+        relu_share = float(jnp.mean(ours[0] == 0))
+    (out, stats, (gp, gx)), (out_r, stats_r, (gp_r, gx_r)) = ours, ref
+    assert out.dtype == jnp.float64 and gx.dtype == jnp.float64
+    np.testing.assert_allclose(out, out_r, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, gx_r, rtol=1e-10, atol=1e-12)
+    for a, b in zip(jax.tree.leaves((stats, gp)), jax.tree.leaves((stats_r, gp_r)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)  # float32 leaves
+    if relu:
+        assert relu_share > 0.2  # the ReLU is active on a good share
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_evaluation_uses_the_running_statistics_like_flax(relu):
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 3, 3, 5)), jnp.float32)
+    v = _variables(5, seed=3)
+    ours = OurBN(relu, use_running_average=True).apply(v, x)
+    ref = FlaxBN(relu, use_running_average=True).apply(v, x)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_pmap_averages_statistics_and_gradients_over_the_axis_like_flax():
+    n = jax.local_device_count()
+    assert n == 8, "tests/conftest.py sets 8 CPU devices"
+    r = np.random.default_rng(4)
+    x = jnp.asarray(1 + r.normal(size=(n, 3, 4, 4, 6)), jnp.float32)
+    w = jnp.asarray(r.normal(size=x.shape), jnp.float32)
+    v = _variables(6, seed=5)
+    outs = {}
+    for name, cls in (("ours", OurBN), ("flax", FlaxBN)):
+        step = jax.pmap(
+            lambda x, w, cls=cls: _train(cls(True, axis_name="b"), v, x, w), axis_name="b"
+        )
+        outs[name] = step(x, w)
+    for a, b in zip(jax.tree.leaves(outs["ours"]), jax.tree.leaves(outs["flax"]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    # The statistics are global: every device holds the same running mean.
+    mean = outs["ours"][1]["bn"]["mean"]
+    np.testing.assert_allclose(mean, jnp.broadcast_to(mean[0], mean.shape), rtol=1e-6)
+
+
+def test_bfloat16_output_stays_close_to_flax():
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(8, 4, 4, 16)), jnp.bfloat16)
+    w = jnp.ones(x.shape, jnp.bfloat16)
+    v = _variables(16, seed=7)
+    out, _, (_, gx) = _train(OurBN(True, dtype=jnp.bfloat16), v, x, w)
+    out_r, _, (_, gx_r) = _train(FlaxBN(True, dtype=jnp.bfloat16), v, x, w)
+    assert out.dtype == jnp.bfloat16 and gx.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(np.float32), out_r.astype(np.float32), atol=0.05)
+    np.testing.assert_allclose(gx.astype(np.float32), gx_r.astype(np.float32), atol=0.05)
+
+
+class FlaxResidualBN(nn.Module):
+    """A residual block's end: ``relu(bn(x) + shortcut)``."""
+
+    use_running_average: bool = False
+
+    @nn.compact
+    def __call__(self, x, shortcut):
+        y = nn.BatchNorm(use_running_average=self.use_running_average, momentum=0.9, name="bn")(x)
+        return nn.relu(y + shortcut)
+
+
+class OurResidualBN(nn.Module):
+    use_running_average: bool = False
+
+    @nn.compact
+    def __call__(self, x, shortcut):
+        bn = BatchNorm(
+            use_running_average=self.use_running_average, momentum=0.9, relu=True, name="bn"
+        )
+        return bn(x, residual=shortcut)
+
+
+def test_residual_is_added_before_the_relu_with_its_gradient():
+    with jax.enable_x64(True):
+        r = np.random.default_rng(8)
+        x = jnp.asarray(2 + r.normal(size=(5, 4, 3, 6)))
+        s = jnp.asarray(r.normal(size=x.shape))
+        w = jnp.asarray(r.normal(size=x.shape))
+        v = _variables(6, seed=9)
+        results = {}
+        for name, module in (("ours", OurResidualBN()), ("flax", FlaxResidualBN())):
+
+            def loss(params, x, s, module=module):
+                out, upd = module.apply(
+                    {"params": params, "batch_stats": v["batch_stats"]},
+                    x,
+                    s,
+                    mutable=["batch_stats"],
+                )
+                return jnp.sum(out * w), (out, upd)
+
+            grad = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
+            results[name] = grad(v["params"], x, s)
+            evaluate = module.clone(use_running_average=True).apply
+            results[name] += (evaluate(v, x, s),)
+    ours, ref = jax.tree.leaves(results["ours"]), jax.tree.leaves(results["flax"])
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    (_, gx, gs), (_, gx_r, gs_r) = results["ours"][0], results["flax"][0]
+    np.testing.assert_allclose(gx, gx_r, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gs, gs_r, rtol=1e-12, atol=1e-12)
+
+
+def test_residual_of_another_shape_is_an_error():
+    x = jnp.ones((2, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"residual shape \(2, 3, 3, 5\) differs"):
+        OurResidualBN().init(jax.random.key(0), x, jnp.ones((2, 3, 3, 5)))
+
+
+def test_variables_are_flax_batchnorms():
+    x = jnp.ones((2, 3, 3, 4))
+    ours = OurBN(True).init(jax.random.key(0), x)
+    ref = FlaxBN(True).init(jax.random.key(0), x)
+    shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+    assert shapes(ours) == shapes(ref)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_array_equal(a, b)
