@@ -9,8 +9,8 @@ of that, the per-channel factor and the ReLU's zeros are written out at full siz
 one broadcast feeds several fusions (forward and backward) and none of them takes it in.
 Here the training forward pass is one element-wise pass after the statistics,
 ``max((x - mean) * a + bias [+ residual], 0)`` with ``a = scale / std`` (a residual block's
-shortcut can be added before the ReLU). The backward pass is one pass
-plus two per-channel sums, the textbook batch-norm gradient::
+shortcut can be added before the ReLU). The backward pass is one pass plus two per-channel
+sums, the textbook batch-norm gradient::
 
     dx = a * (g - mean(g) - xhat * mean(g * xhat)),   xhat = (x - mean) / std
 
@@ -20,6 +20,10 @@ with ``g`` the output cotangent, masked by the ReLU. Measurements are in
 Statistics are computed in float32 (at least), as Flax does: mean and ``E[x^2] - mean^2``
 clipped at 0, averaged over ``axis_name`` (``pmap``) if given. The running averages take
 them without gradient.
+
+The training pass is a ``jax.custom_vjp``: reverse-mode (``grad``, ``vjp``) and ``vmap``
+work through it, forward-mode (``jvp``, ``jacfwd``) does not. Evaluation mode
+(``use_running_average``) is plain ``jax.numpy`` and supports both.
 """
 
 import functools

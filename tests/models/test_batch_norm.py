@@ -124,6 +124,17 @@ def test_pmap_averages_statistics_and_gradients_over_the_axis_like_flax():
     np.testing.assert_allclose(mean, jnp.broadcast_to(mean[0], mean.shape), rtol=1e-6)
 
 
+def test_vmap_over_independent_batches_matches_flax():
+    r = np.random.default_rng(10)
+    x = jnp.asarray(r.normal(size=(3, 4, 2, 2, 5)), jnp.float32)  # 3 batches of 4
+    w = jnp.asarray(r.normal(size=x.shape), jnp.float32)
+    v = _variables(5, seed=11)
+    ours = jax.vmap(lambda x, w: _train(OurBN(True), v, x, w))(x, w)
+    ref = jax.vmap(lambda x, w: _train(FlaxBN(True), v, x, w))(x, w)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
 def test_bfloat16_output_stays_close_to_flax():
     x = jnp.asarray(np.random.default_rng(6).normal(size=(8, 4, 4, 16)), jnp.bfloat16)
     w = jnp.ones(x.shape, jnp.bfloat16)
