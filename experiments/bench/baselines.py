@@ -86,18 +86,9 @@ def fused_weight_grads():
     return mock.patch.object(weight_grad, "separate_weight_gradient", lambda kernel: kernel)
 
 
-class FlaxBatchNorm(nn.Module):
-    """``batch_norm.BatchNorm``'s fields, computed the autodiff way: ``nn.BatchNorm``, then
-    the residual's addition and ``nn.relu`` if ``relu``."""
-
-    use_running_average: bool = False
-    momentum: float = 0.99
-    epsilon: float = 1e-5
-    axis_name: str | None = None
-    dtype: object = None
-    relu: bool = False
-    scale_init: object = nn.initializers.ones
-    bias_init: object = nn.initializers.zeros
+class FlaxBatchNorm(batch_norm.BatchNorm):
+    """``batch_norm.BatchNorm`` (same fields) computed the autodiff way: ``nn.BatchNorm``,
+    then the residual's addition and ``nn.relu`` if ``relu``."""
 
     @nn.compact
     def __call__(self, x, residual=None):

@@ -2,6 +2,8 @@
 values, running statistics and gradients (float64), under ``pmap`` with a batch axis, in
 evaluation mode, in bfloat16, and the variables (checkpoints load either way)."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,11 @@ import pytest
 from ssl_jax.models.batch_norm import BatchNorm
 
 
-class FlaxBN(nn.Module):
+class Norm(nn.Module):
+    """A BN (+ ReLU) layer named ``bn``: ours (``fused``) or Flax's ``nn.BatchNorm`` followed
+    by ``nn.relu``, with the same settings."""
+
+    fused: bool
     relu: bool
     use_running_average: bool = False
     axis_name: str | None = None
@@ -19,34 +25,22 @@ class FlaxBN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = nn.BatchNorm(
+        kw = dict(
             use_running_average=self.use_running_average,
             momentum=0.9,
             epsilon=1e-5,
             axis_name=self.axis_name,
             dtype=self.dtype,
             name="bn",
-        )(x)
+        )
+        if self.fused:
+            return BatchNorm(relu=self.relu, **kw)(x)
+        y = nn.BatchNorm(**kw)(x)
         return nn.relu(y) if self.relu else y
 
 
-class OurBN(nn.Module):
-    relu: bool
-    use_running_average: bool = False
-    axis_name: str | None = None
-    dtype: object = None
-
-    @nn.compact
-    def __call__(self, x):
-        return BatchNorm(
-            use_running_average=self.use_running_average,
-            momentum=0.9,
-            epsilon=1e-5,
-            axis_name=self.axis_name,
-            dtype=self.dtype,
-            relu=self.relu,
-            name="bn",
-        )(x)
+OurBN = functools.partial(Norm, True)
+FlaxBN = functools.partial(Norm, False)
 
 
 def _variables(c, seed=0):
