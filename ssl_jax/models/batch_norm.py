@@ -84,9 +84,11 @@ def _train_bwd(epsilon, relu, axis_name, dtype, res, cotangents):
         sums, n = lax.psum(jnp.stack([dbias, dscale]), axis_name), n * lax.psum(1, axis_name)
     else:
         sums = jnp.stack([dbias, dscale])
-    a = inv * scale
-    # dx = a * (g - mean(g) - xhat * mean(g * xhat)), xhat = xc * inv
-    dx = a * g - (a * inv * sums[1] / n) * xc - a * sums[0] / n
+    # dx = a * (g - mean(g) - xhat * mean(g * xhat)), a = scale * inv, xhat = xc * inv,
+    # written with k = a / n: XLA's CSE would merge a broadcast of ``a`` with the forward
+    # pass's, and the shared full-size broadcast would then be written out (module).
+    k = inv * scale / n
+    dx = k * (n * g - (inv * sums[1]) * xc - sums[0])
     return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype), d_residual
 
 
