@@ -52,15 +52,19 @@ def _train_norm(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
     return _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype)[0]
 
 
-def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
-    mean, var = _stats(x, axis_name)
-    inv = lax.rsqrt(var + epsilon)
+def _normalize(x, mean, inv, scale, bias, residual, relu, dtype):
+    """``(x - mean) * inv * scale + bias`` (``+ residual``, then the ReLU) in ``dtype``;
+    ``inv`` is ``1 / std``."""
     y = (x - mean) * (inv * scale) + bias
     if residual is not None:
         y = y + residual
-    if relu:
-        y = jnp.maximum(y, 0)
-    y = y.astype(dtype)
+    return (jnp.maximum(y, 0) if relu else y).astype(dtype)
+
+
+def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
+    mean, var = _stats(x, axis_name)
+    inv = lax.rsqrt(var + epsilon)
+    y = _normalize(x, mean, inv, scale, bias, residual, relu, dtype)
     # A zero-size stand-in records the residual's dtype (None: no residual, a static fact).
     marker = None if residual is None else jnp.zeros((0,), residual.dtype)
     return (y, mean, var), (x, y if relu else None, mean, inv, scale, marker)
@@ -138,9 +142,8 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", self.bias_init, c, jnp.float32)
         dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
-            y = (x - ra_mean.value) * (lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias
-            y = y if residual is None else y + residual
-            return (jnp.maximum(y, 0) if self.relu else y).astype(dtype)
+            inv = lax.rsqrt(ra_var.value + self.epsilon)
+            return _normalize(x, ra_mean.value, inv, scale, bias, residual, self.relu, dtype)
         # Flax averages over axis_name only after initialisation (no mapped axis then).
         axis_name = None if self.is_initializing() else self.axis_name
         y, mean, var = _train_norm(

@@ -1,5 +1,5 @@
-"""The CPU accounting of ``experiments/bench``: per-call CPU time and page faults in
-``timing.interleave``, and the instructions ``profile_step`` can and cannot see.
+"""The measuring tools of ``experiments/bench``: per-call CPU time and page faults in
+``timing.interleave``, and ``profile_step``'s kinds of instruction and wall time.
 
 The benchmarks themselves (minutes to hours, PyTorch as the peer) are not tests; their
 results are committed under ``experiments/bench``.

@@ -14,8 +14,8 @@ from ssl_jax.models.batch_norm import BatchNorm
 
 
 class Norm(nn.Module):
-    """A BN (+ ReLU) layer named ``bn``: ours (``fused``) or Flax's ``nn.BatchNorm`` followed
-    by ``nn.relu``, with the same settings."""
+    """A BN (+ residual + ReLU) layer named ``bn``: ours (``fused``) or Flax's
+    ``nn.BatchNorm``, then the residual's addition and ``nn.relu``, with the same settings."""
 
     fused: bool
     relu: bool
@@ -24,7 +24,7 @@ class Norm(nn.Module):
     dtype: object = None
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, residual=None):
         kw = dict(
             use_running_average=self.use_running_average,
             momentum=0.9,
@@ -34,8 +34,9 @@ class Norm(nn.Module):
             name="bn",
         )
         if self.fused:
-            return BatchNorm(relu=self.relu, **kw)(x)
+            return BatchNorm(relu=self.relu, **kw)(x, residual=residual)
         y = nn.BatchNorm(**kw)(x)
+        y = y if residual is None else y + residual
         return nn.relu(y) if self.relu else y
 
 
@@ -53,17 +54,21 @@ def _variables(c, seed=0):
     }
 
 
-def _train(module, variables, x, w):
-    """Output, updated statistics and gradients of ``sum(out * w)`` (x, scale, bias)."""
+def _train(module, variables, x, w, *residual):
+    """Output, updated statistics and gradients of ``sum(out * w)`` (params, x[, residual])."""
 
-    def loss(params, x):
+    def loss(params, x, *residual):
         out, upd = module.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]}, x, mutable=["batch_stats"]
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x,
+            *residual,
+            mutable=["batch_stats"],
         )
         return jnp.sum(out * w), (out, upd["batch_stats"])
 
-    (_, (out, stats)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
-        variables["params"], x
+    argnums = tuple(range(2 + len(residual)))
+    (_, (out, stats)), grads = jax.value_and_grad(loss, argnums=argnums, has_aux=True)(
+        variables["params"], x, *residual
     )
     return out, stats, grads
 
@@ -140,28 +145,6 @@ def test_bfloat16_output_stays_close_to_flax():
     np.testing.assert_allclose(gx.astype(np.float32), gx_r.astype(np.float32), atol=0.05)
 
 
-class FlaxResidualBN(nn.Module):
-    """A residual block's end: ``relu(bn(x) + shortcut)``."""
-
-    use_running_average: bool = False
-
-    @nn.compact
-    def __call__(self, x, shortcut):
-        y = nn.BatchNorm(use_running_average=self.use_running_average, momentum=0.9, name="bn")(x)
-        return nn.relu(y + shortcut)
-
-
-class OurResidualBN(nn.Module):
-    use_running_average: bool = False
-
-    @nn.compact
-    def __call__(self, x, shortcut):
-        bn = BatchNorm(
-            use_running_average=self.use_running_average, momentum=0.9, relu=True, name="bn"
-        )
-        return bn(x, residual=shortcut)
-
-
 def test_residual_is_added_before_the_relu_with_its_gradient():
     with jax.enable_x64(True):
         r = np.random.default_rng(8)
@@ -170,25 +153,13 @@ def test_residual_is_added_before_the_relu_with_its_gradient():
         w = jnp.asarray(r.normal(size=x.shape))
         v = _variables(6, seed=9)
         results = {}
-        for name, module in (("ours", OurResidualBN()), ("flax", FlaxResidualBN())):
-
-            def loss(params, x, s, module=module):
-                out, upd = module.apply(
-                    {"params": params, "batch_stats": v["batch_stats"]},
-                    x,
-                    s,
-                    mutable=["batch_stats"],
-                )
-                return jnp.sum(out * w), (out, upd)
-
-            grad = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
-            results[name] = grad(v["params"], x, s)
-            evaluate = module.clone(use_running_average=True).apply
-            results[name] += (evaluate(v, x, s),)
+        for name, cls in (("ours", OurBN), ("flax", FlaxBN)):
+            evaluate = cls(True, use_running_average=True).apply
+            results[name] = (*_train(cls(True), v, x, w, s), evaluate(v, x, s))
     ours, ref = jax.tree.leaves(results["ours"]), jax.tree.leaves(results["flax"])
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
-    (_, gx, gs), (_, gx_r, gs_r) = results["ours"][0], results["flax"][0]
+    (_, gx, gs), (_, gx_r, gs_r) = results["ours"][2], results["flax"][2]
     np.testing.assert_allclose(gx, gx_r, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gs, gs_r, rtol=1e-12, atol=1e-12)
 
@@ -196,7 +167,7 @@ def test_residual_is_added_before_the_relu_with_its_gradient():
 def test_residual_of_another_shape_is_an_error():
     x = jnp.ones((2, 3, 3, 4))
     with pytest.raises(ValueError, match=r"residual shape \(2, 3, 3, 5\) differs"):
-        OurResidualBN().init(jax.random.key(0), x, jnp.ones((2, 3, 3, 5)))
+        OurBN(True).init(jax.random.key(0), x, jnp.ones((2, 3, 3, 5)))
 
 
 def test_variables_are_flax_batchnorms():
