@@ -1,5 +1,6 @@
 """The measuring tools of ``experiments/bench``: per-call CPU time and page faults in
-``timing.interleave``, and ``profile_step``'s kinds of instruction and wall time.
+``timing.interleave``, ``profile_step``'s kinds of instruction and wall time, and
+``conv_epilogue``'s reading of which library runs a convolution.
 
 The benchmarks themselves (minutes to hours, PyTorch as the peer) are not tests; their
 results are committed under ``experiments/bench``.
@@ -10,7 +11,7 @@ import mmap
 import jax
 import jax.numpy as jnp
 
-from experiments.bench import profile_step, timing
+from experiments.bench import conv_epilogue, profile_step, timing
 from ssl_jax.train import xla_cpu
 
 _PAGES = 4096
@@ -69,3 +70,24 @@ def test_profile_returns_time_by_kind_and_the_wall_time():
     # The sum over rows is a reduction thunk, which runs synchronously and is traced.
     assert out["by_kind"].get("reduction", 0) > 0
     assert all(ms >= 0 for ms in out["by_kind"].values())
+
+
+_FUSED = """%fused_computation.7 (p0: f32[2,4,4,8], p1: f32[3,3,8,8]) -> f32[2,4,4,8] {
+  %convolution.1 = f32[2,4,4,8]{3,2,1,0} convolution(%p0, %p1), window={size=3x3}
+}
+
+ENTRY %main (a: f32[2,4,4,8], b: f32[3,3,8,8]) -> f32[2,4,4,8] {
+  ROOT %ynn_fusion = f32[2,4,4,8]{3,2,1,0} fusion(%a, %b), kind=kCustom, \
+calls=%fused_computation.7, backend_config={"fusion_config":{"kind":"__ynn_fusion"}}
+}
+"""
+
+
+def test_conv_epilogue_reads_the_library_off_the_compiled_module():
+    assert conv_epilogue.engine(_FUSED) == "YNNPACK"
+    assert conv_epilogue.engine(_FUSED.replace("__ynn_fusion", "")) == "Eigen"
+    out = conv_epilogue.measure(batch=2, size=4, channels=8, reps=1)
+    assert set(out) == set(conv_epilogue.EPILOGUES)
+    assert all(r["engine"] in ("YNNPACK", "Eigen") and r["median_ms"] > 0 for r in out.values())
+    # The step's options send convolutions to Eigen; a select after one keeps it there.
+    assert out["none"]["engine"] == out["relu_mask"]["engine"] == "Eigen"
