@@ -53,7 +53,7 @@ def engine(hlo: str) -> str:
     ``'Eigen'`` if it is an instruction of its own or in an XLA fusion."""
     for comp in re.finditer(r"^%([\w.\-]+) \(.*?\{\n(.*?)^\}", hlo, re.S | re.M):
         if " convolution(" in comp.group(2):
-            call = re.search(rf"^.*calls=%{re.escape(comp.group(1))}\b.*$", hlo, re.M)
+            call = re.search(rf"^.*calls=%{re.escape(comp.group(1))}[,\s}}].*$", hlo, re.M)
             if call and "__ynn_fusion" in call.group(0):
                 return "YNNPACK"
     return "Eigen"
