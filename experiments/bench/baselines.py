@@ -9,6 +9,7 @@ feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``
 ``ssl_jax.models.max_pool``); ``fused_weight_grads`` drops the kernel-gradient barrier
 (before ``ssl_jax.models.weight_grad``); ``flax_batch_norm`` gives the encoders Flax's
 ``nn.BatchNorm`` and a separate ``nn.relu`` (before ``ssl_jax.models.batch_norm``);
+``relu_before_pool`` gives the ConvNet's pooled blocks their ReLU back before the max-pool;
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -105,3 +106,9 @@ class FlaxBatchNorm(batch_norm.BatchNorm):
 def flax_batch_norm():
     """Within the block, encoders traced normalise with :class:`FlaxBatchNorm`."""
     return mock.patch.object(batch_norm, "BatchNorm", FlaxBatchNorm)
+
+
+def relu_before_pool():
+    """Within the block, ConvNets traced apply a pooled block's ReLU (fused into its
+    batch-norm) before the max-pool, at full size."""
+    return mock.patch.object(convnet, "_RELU_AFTER_POOL", False)

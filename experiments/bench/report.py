@@ -317,6 +317,9 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_BATCH_NORM": before_after_table(
             run, "batch_norm", "`nn.BatchNorm` + `nn.relu`", "`batch_norm.BatchNorm`"
         ),
+        "SPEEDUP_RELU_AFTER_POOL": before_after_table(
+            run, "relu_after_pool", "ReLU before the pool", "ReLU after the pool"
+        ),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

@@ -7,7 +7,7 @@
    ssl_jax (tuned), ssl_jax with XLA's default options (before), PyTorch NCHW and
    channels-last, interleaved (``step_bench.py``).
 3. The encoder changes before/after (``step_bench.before_after``: small-map convolution,
-   max-pool, weight-gradient barrier, batch-norm) and where the time goes
+   max-pool, weight-gradient barrier, batch-norm, ReLU after the pool) and where the time goes
    (``profile_step.py``), SimCLR ResNet-18 at batch 64.
 4. Scaling: step time and memory against batch size, time and compile time against fake
    device count, memory against the Barlow Twins / VICReg embedding dimension.
@@ -152,6 +152,9 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         "weight_grad", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
     batch_norm = run("batch_norm", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
+    relu_after_pool = run(
+        "relu_after_pool", case="simclr_convnet", batch=16 if q else 256, reps=reps
+    )
     profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
     extra_batches = {
         "simclr_convnet": (8, 32) if q else (32, 128, 512),
@@ -199,6 +202,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         max_pool=max_pool,
         weight_grad=weight_grad,
         batch_norm=batch_norm,
+        relu_after_pool=relu_after_pool,
         scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
         input=dict(jitter=jitter or [], device_views=device_views, pipeline=pipeline or []),
     )

@@ -94,6 +94,7 @@ BEFORE = {
     "max_pool": baselines.flax_max_pool,
     "weight_grad": baselines.fused_weight_grads,
     "batch_norm": baselines.flax_batch_norm,
+    "relu_after_pool": baselines.relu_before_pool,
 }
 
 

@@ -43,6 +43,7 @@ KINDS = {
     "max_pool": functools.partial(step_bench.before_after, "max_pool"),
     "weight_grad": functools.partial(step_bench.before_after, "weight_grad"),
     "batch_norm": functools.partial(step_bench.before_after, "batch_norm"),
+    "relu_after_pool": functools.partial(step_bench.before_after, "relu_after_pool"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

@@ -81,3 +81,34 @@ def test_convnet_pools_without_select_and_scatter():
 
     text = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
     assert "select_and_scatter" not in text and "reduce_window" not in text
+
+
+def test_convnet_relu_after_the_pool_is_the_same_function(monkeypatch):
+    """The pooled blocks run BN -> max-pool -> ReLU; values, gradients and running
+    statistics equal BN -> ReLU -> max-pool's (the ReLU fused into the batch-norm)."""
+    from ssl_jax.models import convnet
+
+    model = ConvNet(widths=(4, 8, 16))
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(4, 16, 16, 3)) + 0.5, jnp.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def run(params):
+        out, new = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
+
+    def grads():
+        return jax.value_and_grad(run, has_aux=True)(variables["params"])
+
+    (loss, stats), g = grads()
+    monkeypatch.setattr(convnet, "_RELU_AFTER_POOL", False)
+    (loss_ref, stats_ref), g_ref = grads()
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves((g, stats)), jax.tree.leaves((g_ref, stats_ref)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The comparison has power: dropping the pooled ReLU changes the loss.
+    monkeypatch.setattr(convnet, "_RELU_AFTER_POOL", True)
+    monkeypatch.setattr(convnet.nn, "relu", lambda v: v)
+    assert abs(float(grads()[0][0]) - float(loss_ref)) > 1e-3
