@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from experiments.bench import timing
+from experiments.bench import profile_step, timing
 from ssl_jax.train import xla_cpu
 
 # ResNet-18 CIFAR stages: (spatial size, channels).
@@ -51,11 +51,11 @@ def conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
 def engine(hlo: str) -> str:
     """``'YNNPACK'`` if the compiled module's convolution sits inside a YNNPACK fusion,
     ``'Eigen'`` if it is an instruction of its own or in an XLA fusion."""
-    for comp in re.finditer(r"^%([\w.\-]+) \(.*?\{\n(.*?)^\}", hlo, re.S | re.M):
-        if " convolution(" in comp.group(2):
-            call = re.search(rf"^.*calls=%{re.escape(comp.group(1))}[,\s}}].*$", hlo, re.M)
-            if call and "__ynn_fusion" in call.group(0):
-                return "YNNPACK"
+    comps = profile_step.computations(hlo)
+    for line in hlo.splitlines():
+        called = re.search(r"calls=%([\w.\-]+)", line)
+        if called and "__ynn_fusion" in line and " convolution(" in comps.get(called[1], ""):
+            return "YNNPACK"
     return "Eigen"
 
 

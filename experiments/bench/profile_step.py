@@ -52,9 +52,14 @@ def _conv_kind(body: str) -> str:
     return "conv input gradient"
 
 
+def computations(hlo_text: str) -> dict[str, str]:
+    """Computation name -> body text, for every computation of an HLO module's text."""
+    return {m.group(1): m.group(2) for m in _COMP.finditer(hlo_text)}
+
+
 def categorize(hlo_text: str) -> dict[str, str]:
     """HLO instruction name -> kind, for every instruction of the optimised module."""
-    comps = {m.group(1): m.group(2) for m in _COMP.finditer(hlo_text)}
+    comps = computations(hlo_text)
     kinds = {}
     for m in _INSTR.finditer(hlo_text):
         name, op, rest = m.group(1), m.group(3), m.group(4)

@@ -84,17 +84,19 @@ class ConvNet(nn.Module):
                 name=f"conv{i + 1}",
             )(x)
             pool = i < len(self.widths) - 1
+            relu_after_pool = pool and _RELU_AFTER_POOL
             x = batch_norm.BatchNorm(
                 use_running_average=not train,
                 momentum=self.bn_momentum,
                 epsilon=1e-5,
                 axis_name=self.bn_axis_name,
                 dtype=self.dtype,
-                relu=not (pool and _RELU_AFTER_POOL),
+                relu=not relu_after_pool,
                 name=f"bn{i + 1}",
             )(x)
             if pool:
                 x = max_pool_2x2(x)
-                x = nn.relu(x) if _RELU_AFTER_POOL else x
+            if relu_after_pool:
+                x = nn.relu(x)
         pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
         return (pooled, x) if return_map else pooled

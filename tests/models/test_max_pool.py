@@ -68,16 +68,18 @@ def test_rejects_bad_shapes():
             max_pool_2x2(jnp.zeros(shape))
 
 
+def _train_apply(model, variables, params, x):
+    """``(features, updated batch_stats)`` of a training pass with ``params``."""
+    return model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+
+
 def test_convnet_pools_without_select_and_scatter():
     model = ConvNet(widths=(4, 8, 16))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
     variables = model.init(jax.random.key(0), x, train=False)
 
     def loss(params):
-        out, _ = model.apply(
-            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
-        )
-        return jnp.sum(out**2)
+        return jnp.sum(_train_apply(model, variables, params, x)[0] ** 2)
 
     text = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
     assert "select_and_scatter" not in text and "reduce_window" not in text
@@ -94,9 +96,7 @@ def test_convnet_relu_after_the_pool_is_the_same_function(monkeypatch):
     variables = model.init(jax.random.key(0), x, train=False)
 
     def run(params):
-        out, new = model.apply(
-            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
-        )
+        out, new = _train_apply(model, variables, params, x)
         return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
 
     def grads():
