@@ -10,16 +10,20 @@ feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``
 (before ``ssl_jax.models.weight_grad``); ``flax_batch_norm`` gives the encoders Flax's
 ``nn.BatchNorm`` and a separate ``nn.relu`` (before ``ssl_jax.models.batch_norm``);
 ``relu_before_pool`` gives the ConvNet's pooled blocks their ReLU back before the max-pool;
+``maximum_pool`` gives ``max_pool_2x2`` back its ``jnp.maximum`` window maxima and the
+pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
 ``step_bench.before_after`` times each against the current code.
 """
 
+import contextlib
 from unittest import mock
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from ssl_jax.augment import color
-from ssl_jax.models import batch_norm, convnet, small_map_conv, weight_grad
+from ssl_jax.models import batch_norm, convnet, max_pool, small_map_conv, weight_grad
 
 
 def color_jitter_all_ops(
@@ -73,11 +77,16 @@ def xla_small_map_conv():
     return mock.patch.object(small_map_conv, "_swap_prone", lambda *shapes: False)
 
 
+def _then_relu(pool):
+    """``pool`` with ``max_pool_2x2``'s signature, its ReLU a separate ``nn.relu``."""
+    return lambda x, *, relu=False: nn.relu(pool(x)) if relu else pool(x)
+
+
 def flax_max_pool():
     """Within the block, ConvNets traced pool with ``nn.max_pool`` (``select_and_scatter``
     in the backward pass)."""
     return mock.patch.object(
-        convnet, "max_pool_2x2", lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+        convnet, "max_pool_2x2", _then_relu(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
     )
 
 
@@ -112,3 +121,24 @@ def relu_before_pool():
     """Within the block, ConvNets traced apply a pooled block's ReLU (fused into its
     batch-norm) before the max-pool, at full size."""
     return mock.patch.object(convnet, "_RELU_AFTER_POOL", False)
+
+
+def _maximum_pool_and_winner(x, relu):
+    """``max_pool._pool_and_winner`` as it was: ``jnp.maximum`` for the maxima, no ReLU."""
+    assert not relu, "the ReLU was a separate nn.relu"
+    a, b, c, d = max_pool._windows(x)
+    top, bottom = jnp.maximum(a, b), jnp.maximum(c, d)
+    top_wins = top >= bottom
+    winner = jnp.where(top_wins, jnp.where(a >= b, 0, 1), jnp.where(c >= d, 2, 3))
+    return jnp.where(top_wins, top, bottom), winner.astype(jnp.int8)
+
+
+def maximum_pool():
+    """Within the block, ConvNets traced take the window maxima with ``jnp.maximum`` (which
+    XLA:CPU gives to YNNPACK) and apply a pooled block's ReLU as a separate ``nn.relu``."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(max_pool, "_pool_and_winner", _maximum_pool_and_winner))
+    stack.enter_context(
+        mock.patch.object(convnet, "max_pool_2x2", _then_relu(max_pool.max_pool_2x2))
+    )
+    return stack

@@ -320,6 +320,9 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_RELU_AFTER_POOL": before_after_table(
             run, "relu_after_pool", "ReLU before the pool", "ReLU after the pool"
         ),
+        "SPEEDUP_POOL_SELECTS": before_after_table(
+            run, "pool_selects", "`jnp.maximum` + `nn.relu`", "selects, ReLU folded in"
+        ),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

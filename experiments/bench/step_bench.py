@@ -95,6 +95,7 @@ BEFORE = {
     "weight_grad": baselines.fused_weight_grads,
     "batch_norm": baselines.flax_batch_norm,
     "relu_after_pool": baselines.relu_before_pool,
+    "pool_selects": baselines.maximum_pool,
 }
 
 

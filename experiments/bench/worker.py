@@ -44,6 +44,7 @@ KINDS = {
     "weight_grad": functools.partial(step_bench.before_after, "weight_grad"),
     "batch_norm": functools.partial(step_bench.before_after, "batch_norm"),
     "relu_after_pool": functools.partial(step_bench.before_after, "relu_after_pool"),
+    "pool_selects": functools.partial(step_bench.before_after, "pool_selects"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

@@ -11,9 +11,10 @@ from ssl_jax.models import batch_norm, small_map_conv
 from ssl_jax.models.max_pool import max_pool_2x2
 from ssl_jax.models.resnet import conv_init
 
-# The ReLU of a pooled block runs after the max-pool: the two commute (max is monotone),
-# values and gradients are the same, and the ReLU and its backward mask then touch a quarter
-# of the elements. ``experiments/bench``'s ``relu_after_pool`` before/after flips this.
+# The ReLU of a pooled block runs after the max-pool, inside it: the two commute (max is
+# monotone), values and gradients are the same, and the ReLU and its backward mask then touch
+# a quarter of the elements. ``experiments/bench``'s ``relu_after_pool`` before/after flips
+# this.
 _RELU_AFTER_POOL = True
 
 
@@ -95,8 +96,6 @@ class ConvNet(nn.Module):
                 name=f"bn{i + 1}",
             )(x)
             if pool:
-                x = max_pool_2x2(x)
-            if relu_after_pool:
-                x = nn.relu(x)
+                x = max_pool_2x2(x, relu=relu_after_pool)
         pooled = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(self.dtype)
         return (pooled, x) if return_map else pooled

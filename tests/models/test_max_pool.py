@@ -29,24 +29,55 @@ def _inputs(shape):
     return {"distinct": x, "ties": ties, "relu_ties": np.maximum(ties, 0.0)}
 
 
+def _vjp(pool, x, g):
+    y, back = jax.vjp(pool, jnp.asarray(x))
+    return y, back(jnp.asarray(g))[0]
+
+
+def _flax_pool(v):
+    return nn.max_pool(v, (2, 2), strides=(2, 2))
+
+
 @pytest.mark.parametrize("shape", [(2, 4, 4, 3), (3, 5, 7, 2), (1, 2, 2, 1)])
 @pytest.mark.parametrize("kind", ["distinct", "ties", "relu_ties"])
-def test_values_and_gradients_match_nn_max_pool_and_numpy(shape, kind):
+@pytest.mark.parametrize("relu", [False, True])
+def test_values_and_gradients_match_nn_max_pool_and_numpy(shape, kind, relu):
     x = _inputs(shape)[kind]
-    want = ref.max_pool(x, 2, 2, 0)
+    pooled = ref.max_pool(x, 2, 2, 0)
+    want = np.maximum(pooled, 0.0) if relu else pooled
     g = np.random.default_rng(1).normal(size=want.shape).astype(np.float32)
-    want_dx = numpy_pool_grad(x, g)
+    # The ReLU passes the gradient where the pooled value is positive (none at zero).
+    want_dx = numpy_pool_grad(x, g * (pooled > 0) if relu else g)
 
-    def vjp(pool):
-        y, back = jax.vjp(pool, jnp.asarray(x))
-        return y, back(jnp.asarray(g))[0]
+    def pool(v):
+        return max_pool_2x2(v, relu=relu)
 
     def flax_pool(v):
-        return nn.max_pool(v, (2, 2), strides=(2, 2))
+        return jax.nn.relu(_flax_pool(v)) if relu else _flax_pool(v)
 
-    for y, dx in (vjp(max_pool_2x2), jax.jit(lambda: vjp(max_pool_2x2))(), vjp(flax_pool)):
+    for y, dx in (_vjp(pool, x, g), jax.jit(lambda: _vjp(pool, x, g))(), _vjp(flax_pool, x, g)):
         np.testing.assert_array_equal(y, want)
         np.testing.assert_array_equal(dx, want_dx)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_nan_propagates_and_takes_the_gradient_like_numpy(relu):
+    """A window with a NaN pools to NaN (as ``nn.max_pool`` and ``jax.nn.relu`` give), and its
+    gradient goes to the first NaN (``numpy.argmax``), or nowhere behind the ReLU."""
+    x = _inputs((2, 4, 6, 3))["ties"]
+    for n, i, j, k in [(0, 0, 1, 0), (0, 2, 2, 1), (0, 3, 3, 1), (1, 1, 0, 2), (1, 3, 5, 0)]:
+        x[n, i, j, k] = np.nan
+    pooled = ref.max_pool(x, 2, 2, 0)
+    assert np.isnan(pooled).sum() == 4  # two NaNs share one window
+    g = np.random.default_rng(1).normal(size=pooled.shape).astype(np.float32)
+    # NaN > 0 is false: behind the ReLU a NaN window passes no gradient, as jax.nn.relu's.
+    want_dx = numpy_pool_grad(x, g * (pooled > 0) if relu else g)
+    y, dx = jax.jit(lambda: _vjp(lambda v: max_pool_2x2(v, relu=relu), x, g))()
+    want = np.where(pooled > 0, pooled, 0.0) if relu else pooled
+    want[np.isnan(pooled)] = np.nan
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(y, jax.nn.relu(_flax_pool(x)) if relu else _flax_pool(x))
+    np.testing.assert_array_equal(dx, want_dx)
 
 
 def test_vmap_matches_per_slice():
@@ -110,5 +141,5 @@ def test_convnet_relu_after_the_pool_is_the_same_function(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The comparison has power: dropping the pooled ReLU changes the loss.
     monkeypatch.setattr(convnet, "_RELU_AFTER_POOL", True)
-    monkeypatch.setattr(convnet.nn, "relu", lambda v: v)
+    monkeypatch.setattr(convnet, "max_pool_2x2", lambda v, relu: max_pool_2x2(v))
     assert abs(float(grads()[0][0]) - float(loss_ref)) > 1e-3

@@ -1,0 +1,49 @@
+"""The benchmark's "before" sides of the ConvNet's pooling changes: each computes the same
+function as the current code (loss, gradients, running statistics) with a different
+compiled step, so a before/after figure times one change and nothing else."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.bench import baselines
+from ssl_jax.models import ConvNet
+
+CONVNET_BASELINES = ["flax_max_pool", "relu_before_pool", "maximum_pool"]
+
+
+def _loss_and_grads():
+    model = ConvNet(widths=(4, 8, 16))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16, 16, 3)) + 0.5, jnp.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+        out, new = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
+
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    text = step.lower(variables["params"]).as_text()
+    return step(variables["params"]), text
+
+
+@pytest.mark.parametrize("name", CONVNET_BASELINES)
+def test_convnet_baseline_is_the_same_function_compiled_differently(name):
+    (loss, stats), grads = (now := _loss_and_grads())[0]
+    with getattr(baselines, name)():
+        ((loss_b, stats_b), grads_b), text_b = _loss_and_grads()
+    assert text_b != now[1]
+    np.testing.assert_allclose(loss_b, loss, rtol=1e-6)
+    leaves, leaves_b = jax.tree.leaves((grads, stats)), jax.tree.leaves((grads_b, stats_b))
+    for a, b in zip(leaves, leaves_b, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_maximum_pool_gives_the_pools_their_maxima_back():
+    text = _loss_and_grads()[1]
+    with baselines.maximum_pool():
+        text_b = _loss_and_grads()[1]
+    # Two maxima per pool (top row, bottom row), three pools; the current pools select.
+    assert text_b.count("stablehlo.maximum") == text.count("stablehlo.maximum") + 6
