@@ -12,6 +12,8 @@ feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``
 ``relu_before_pool`` gives the ConvNet's pooled blocks their ReLU back before the max-pool;
 ``maximum_pool`` gives ``max_pool_2x2`` back its ``jnp.maximum`` window maxima and the
 pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
+``constant_zeros`` gives ``batch_norm`` back its constant ReLU floor and count ``n``
+(before ``batch_norm._channel_zero``);
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -142,3 +144,9 @@ def maximum_pool():
         mock.patch.object(convnet, "max_pool_2x2", _then_relu(max_pool.max_pool_2x2))
     )
     return stack
+
+
+def constant_zeros():
+    """Within the block, encoders traced take their batch-norms' ReLU floor and backward
+    count as constants (one broadcast per activation shape, shared by every layer)."""
+    return mock.patch.object(batch_norm, "_channel_zero", lambda v: 0)

@@ -323,6 +323,9 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_POOL_SELECTS": before_after_table(
             run, "pool_selects", "`jnp.maximum` + `nn.relu`", "selects, ReLU folded in"
         ),
+        "SPEEDUP_CHANNEL_ZERO": before_after_table(
+            run, "channel_zero", "constant zeros", "per-channel zeros"
+        ),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

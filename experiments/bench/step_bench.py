@@ -96,6 +96,7 @@ BEFORE = {
     "batch_norm": baselines.flax_batch_norm,
     "relu_after_pool": baselines.relu_before_pool,
     "pool_selects": baselines.maximum_pool,
+    "channel_zero": baselines.constant_zeros,
 }
 
 

@@ -45,6 +45,7 @@ KINDS = {
     "batch_norm": functools.partial(step_bench.before_after, "batch_norm"),
     "relu_after_pool": functools.partial(step_bench.before_after, "relu_after_pool"),
     "pool_selects": functools.partial(step_bench.before_after, "pool_selects"),
+    "channel_zero": functools.partial(step_bench.before_after, "channel_zero"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

@@ -7,6 +7,10 @@ The difference is what XLA:CPU makes of it. With the element-wise YNNPACK fusion
 ``x - mean``, ``* scale/std + bias`` and ``max(., 0)`` each write a full activation. On top
 of that, the per-channel factor and the ReLU's zeros are written out at full size, because
 one broadcast feeds several fusions (forward and backward) and none of them takes it in.
+A constant (the ReLU's 0, the backward's count ``n``) is one broadcast per activation shape
+for every layer of that shape, after XLA's CSE; so the ReLU's floor and the count are
+per-channel vectors computed from the layer's own parameters and statistics
+(:func:`_channel_zero`), which each fusion takes in.
 Here the training forward pass is one element-wise pass after the statistics,
 ``max((x - mean) * a + bias [+ residual], 0)`` with ``a = scale / std`` (a residual block's
 shortcut can be added before the ReLU). The backward pass is one pass plus two per-channel
@@ -52,13 +56,20 @@ def _train_norm(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
     return _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype)[0]
 
 
+def _channel_zero(v):
+    """``min(|v|, 0)``: zeros shaped like the per-channel vector ``v`` and computed from it,
+    exactly 0 wherever ``v`` is not NaN (a NaN ``v`` makes the layer's values NaN anyway).
+    Unlike a constant 0, it is not shared among layers (see module)."""
+    return jnp.minimum(jnp.abs(v), 0)
+
+
 def _normalize(x, mean, inv, scale, bias, residual, relu, dtype):
     """``(x - mean) * inv * scale + bias`` (``+ residual``, then the ReLU) in ``dtype``;
     ``inv`` is ``1 / std``."""
     y = (x - mean) * (inv * scale) + bias
     if residual is not None:
         y = y + residual
-    return (jnp.maximum(y, 0) if relu else y).astype(dtype)
+    return (jnp.maximum(y, _channel_zero(bias)) if relu else y).astype(dtype)
 
 
 def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
@@ -92,7 +103,7 @@ def _train_bwd(epsilon, relu, axis_name, dtype, res, cotangents):
     # written with k = a / n: XLA's CSE would merge a broadcast of ``a`` with the forward
     # pass's, and the shared full-size broadcast would then be written out (module).
     k = inv * scale / n
-    dx = k * (n * g - (inv * sums[1]) * xc - sums[0])
+    dx = k * ((n + _channel_zero(inv)) * g - (inv * sums[1]) * xc - sums[0])
     return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype), d_residual
 
 

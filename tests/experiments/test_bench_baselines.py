@@ -1,4 +1,4 @@
-"""The benchmark's "before" sides of the ConvNet's pooling changes: each computes the same
+"""The benchmark's "before" sides of the changes to the ConvNet's layers: each computes the same
 function as the current code (loss, gradients, running statistics) with a different
 compiled step, so a before/after figure times one change and nothing else."""
 
@@ -10,7 +10,7 @@ import pytest
 from experiments.bench import baselines
 from ssl_jax.models import ConvNet
 
-CONVNET_BASELINES = ["flax_max_pool", "relu_before_pool", "maximum_pool"]
+CONVNET_BASELINES = ["flax_max_pool", "relu_before_pool", "maximum_pool", "constant_zeros"]
 
 
 def _loss_and_grads():

@@ -3,6 +3,7 @@ values, running statistics and gradients (float64), under ``pmap`` with a batch 
 evaluation mode, in bfloat16, and the variables (checkpoints load either way)."""
 
 import functools
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -178,3 +179,52 @@ def test_variables_are_flax_batchnorms():
     assert shapes(ours) == shapes(ref)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_bias_gives_flax_values():
+    """The ReLU's floor is computed from the bias (``_channel_zero``): a NaN or infinite
+    bias still gives Flax's values, channel by channel."""
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 3, 3, 4)), jnp.float32)
+    v = _variables(4, seed=5)
+    v["params"]["bn"]["bias"] = jnp.asarray([np.nan, np.inf, -np.inf, 0.5], jnp.float32)
+    for train in (True, False):
+        ours = OurBN(True, use_running_average=not train).apply(v, x, mutable=["batch_stats"])
+        ref = FlaxBN(True, use_running_average=not train).apply(v, x, mutable=["batch_stats"])
+        np.testing.assert_array_equal(ours[0], ref[0])
+        assert np.isnan(ours[0][..., 0]).all() and (ours[0][..., 1] == np.inf).all()
+        assert (ours[0][..., 2] == 0).all()
+
+
+class _TwoLayers(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for i in range(2):
+            x = BatchNorm(use_running_average=False, relu=True, name=f"bn{i}")(x)
+        return x
+
+
+def test_same_shape_layers_write_no_full_size_constant():
+    """Under the train step's XLA:CPU options, the training pass of two same-shape BN-ReLU
+    layers writes no full-size broadcast: a shared constant (the ReLU's 0, the count ``n``)
+    would be written out for the YNNPACK fusions that read it."""
+    from ssl_jax.models import batch_norm
+    from ssl_jax.train import xla_cpu
+
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(8, 6, 6, 16)), jnp.float32)
+    model = _TwoLayers()
+    v = model.init(jax.random.key(0), x)
+
+    def loss(params, x):
+        out, _ = model.apply({**v, "params": params}, x, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(out))
+
+    def full_size_broadcasts():
+        # A new function each time: jit's trace cache would keep the first trace.
+        lowered = jax.jit(lambda p, x: jax.grad(loss, argnums=(0, 1))(p, x)).lower(v["params"], x)
+        text = lowered.compile(compiler_options=xla_cpu.CPU_STEP_OPTIONS).as_text()
+        return text.count("f32[8,6,6,16]{3,2,1,0} fusion(%constant")
+
+    assert full_size_broadcasts() == 0
+    # The check has power: constant zeros bring the shared broadcasts back.
+    with mock.patch.object(batch_norm, "_channel_zero", lambda v: 0):
+        assert full_size_broadcasts() > 0
