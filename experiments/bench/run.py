@@ -6,9 +6,10 @@
 2. Step time, images/s and peak memory for every case of ``cases.py`` at batch 64 and 256:
    ssl_jax (tuned), ssl_jax with XLA's default options (before), PyTorch NCHW and
    channels-last, interleaved (``step_bench.py``).
-3. The encoder changes before/after (``step_bench.before_after``: small-map convolution,
-   max-pool, weight-gradient barrier, batch-norm, ReLU after the pool) and where the time goes
-   (``profile_step.py``), SimCLR ResNet-18 at batch 64.
+3. The encoder changes before/after (``step_bench.before_after``, every entry of
+   ``step_bench.BEFORE``: small-map convolution, max-pool, weight-gradient barrier,
+   batch-norm, ReLU after the pool, the pool's selects, batch-norm's per-channel zeros) and
+   where the time goes (``profile_step.py``), SimCLR ResNet-18 at batch 64.
 4. Scaling: step time and memory against batch size, time and compile time against fake
    device count, memory against the Barlow Twins / VICReg embedding dimension.
 5. Input pipeline: host and device augmentation rates, the colour-jitter change before and

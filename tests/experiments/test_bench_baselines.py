@@ -3,30 +3,18 @@ function as the current code (loss, gradients, running statistics) with a differ
 compiled step, so a before/after figure times one change and nothing else."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.bench import baselines
-from ssl_jax.models import ConvNet
+from tests.models.common import convnet_train_step
 
 CONVNET_BASELINES = ["flax_max_pool", "relu_before_pool", "maximum_pool", "constant_zeros"]
 
 
 def _loss_and_grads():
-    model = ConvNet(widths=(4, 8, 16))
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16, 16, 3)) + 0.5, jnp.float32)
-    variables = model.init(jax.random.key(0), x, train=False)
-
-    def loss(params):
-        out, new = model.apply(
-            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
-        )
-        return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
-
-    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    text = step.lower(variables["params"]).as_text()
-    return step(variables["params"]), text
+    step, params, text = convnet_train_step()
+    return step(params), text
 
 
 @pytest.mark.parametrize("name", CONVNET_BASELINES)

@@ -1,4 +1,5 @@
-"""Shared helpers for the model tests: parameter counting and random (non-init) weights."""
+"""Shared helpers for the model tests: parameter counting, random (non-init) weights, and a
+small ConvNet training step to compare code paths on."""
 
 import jax
 import jax.numpy as jnp
@@ -48,3 +49,29 @@ def jit_init(module, *args, seed: int = 0, **kw):
 def jit_apply(module, variables, *args, **kw):
     """``module.apply(variables, *args, **kw)`` under ``jit`` (keyword arguments static)."""
     return jax.jit(lambda v, *a: module.apply(v, *a, **kw))(variables, *args)
+
+
+def convnet_train_step():
+    """A small ConvNet's training step, traced and compiled now, so that patches in force
+    apply to it.
+
+    Returns:
+      ``(step, params, text)``: ``step(params) -> ((loss, batch_stats), grads)``, the
+      initial parameters, and the step's StableHLO text.
+    """
+    from ssl_jax.models import ConvNet
+
+    model = ConvNet(widths=(4, 8, 16))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 16, 16, 3)) + 0.5, jnp.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+
+    def loss(params):
+        out, new = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
+        return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
+
+    # A new function per call: jit's trace cache would keep the first trace.
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    lowered = step.lower(variables["params"])
+    return lowered.compile(), variables["params"], lowered.as_text()

@@ -10,6 +10,7 @@ import pytest
 from ssl_jax.models import ConvNet
 from ssl_jax.models.max_pool import max_pool_2x2
 from tests.models import numpy_ref as ref
+from tests.models.common import convnet_train_step
 
 
 def numpy_pool_grad(x, g):
@@ -121,17 +122,9 @@ def test_convnet_relu_after_the_pool_is_the_same_function(monkeypatch):
     statistics equal BN -> ReLU -> max-pool's (the ReLU fused into the batch-norm)."""
     from ssl_jax.models import convnet
 
-    model = ConvNet(widths=(4, 8, 16))
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(4, 16, 16, 3)) + 0.5, jnp.float32)
-    variables = model.init(jax.random.key(0), x, train=False)
-
-    def run(params):
-        out, new = _train_apply(model, variables, params, x)
-        return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1])), new
-
     def grads():
-        return jax.value_and_grad(run, has_aux=True)(variables["params"])
+        step, params, _ = convnet_train_step()
+        return step(params)
 
     (loss, stats), g = grads()
     monkeypatch.setattr(convnet, "_RELU_AFTER_POOL", False)
