@@ -40,9 +40,13 @@ def _label(key: str) -> str:
     return " ".join(x for x in (kind, what, *extra) if x)
 
 
+def _machine(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB"
+
+
 def _sittings(run: dict) -> list[str]:
     """The sittings of a resumed run, each with what it measured (``details.json`` stamps
-    every measurement with its time and commit)."""
+    every measurement with its time and commit) and, where recorded, on which machine."""
     sittings = run.get("sittings") or []
     if len(sittings) < 2:
         return []
@@ -52,8 +56,20 @@ def _sittings(run: dict) -> list[str]:
         end = sittings[i + 1]["date"] if i + 1 < len(sittings) else "~"
         made = [_label(k) for k, v in stamps.items() if s["date"] <= v["utc"] < end]
         what = f"{len(made)}: " + ", ".join(made) if made else "the rest"
-        lines.append(f"  - {s['date']}, commit {s['commit']}: `{s['command']}`; measured {what}")
+        on = f" on {_machine(s['machine'])}" if "machine" in s else ""
+        lines.append(
+            f"  - {s['date']}, commit {s['commit']}{on}: `{s['command']}`; measured {what}"
+        )
     return lines
+
+
+def _machine_line(run: dict) -> str:
+    """The machine of the last sitting; named as such when the sittings' machines differ."""
+    m = run["machine"]
+    cpus = {s["machine"]["cpu"] for s in run.get("sittings") or [] if "machine" in s}
+    which = "machine of the last sitting" if len(cpus | {m["cpu"]}) > 1 else "machine"
+    load = ", ".join(f"{x:.1f}" for x in m["load_average"])
+    return f"- {which}: {_machine(m)}; load average at start {load}"
 
 
 def results_table(run: dict) -> list[str]:
@@ -138,7 +154,6 @@ def jitter_table(run: dict) -> list[str]:
 
 
 def pipeline_table(run: dict) -> list[str]:
-    steps = {(d["case"], d["batch"]): d for d in run["steps"]}
     if not run["input"]["pipeline"] and not run["input"]["device_views"]:
         return NOT_YET
     lines = ["| data | recipe | views | path | batch | images/s |", "|---|---|---|---|---:|---:|"]
@@ -154,8 +169,8 @@ def pipeline_table(run: dict) -> list[str]:
         "|---|---:|---:|---:|",
     ]
     for r in run["input"]["device_views"]:
-        d = steps.get((r["case"], r["batch"]))
-        rate = d["images_per_s"]["jax"] if d else r["batch"] / r["given_views_step_s"]
+        # The rate and the share come from one measurement, so from one machine and sitting.
+        rate = r["batch"] / r["given_views_step_s"]
         lines.append(
             f"| {r['case']} | {r['batch']} | {rate:.0f} | {100 * r['augmentation_share']:.1f}% |"
         )
@@ -300,8 +315,7 @@ def write(run: dict, out: Path) -> None:
             f"- date: {run['date']} ({_took(run)})",
             f"- command: `{run['command']}`",
             *_sittings(run),
-            f"- machine: {m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB; "
-            f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average'])}",
+            _machine_line(run),
             f"- versions: python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, flax "
             f"{m['flax']}, optax {m['optax']}, torch {m['torch']} (threads: {m['threads']}), "
             f"numpy {m['numpy']}",

@@ -257,7 +257,7 @@ def main() -> None:
     print("PyTorch peers match ssl_jax (losses, gradients, LARS, parameter counts)", flush=True)
     run = Runner(out, a.resume, redo=a.redo)
     # A resumed run keeps the first sitting's date and command and lists every sitting.
-    sitting = dict(date=info["date"], command=command, commit=commit())
+    sitting = dict(date=info["date"], command=command, commit=commit(), machine=info["machine"])
     if a.resume and "date" in run.meta:
         info.update(date=run.meta["date"], command=run.meta["command"])
         sittings = run.meta.get("sittings") or [
