@@ -7,6 +7,7 @@ Experiment files (``experiments/configs/<method>_<dataset>.py``) start from
 
 import difflib
 import importlib.util
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,6 +98,9 @@ def base_config(dataset: str = "cifar10") -> ml_collections.ConfigDict:
     c.train.num_steps = 0  # > 0 overrides epochs
     c.train.log_every = 50
     c.train.checkpoint_every = 1000
+    # Steps compiled into one call (``step.multi_step``); checkpoint_every must be a
+    # multiple. 0: chosen for the backend (``steps_per_call`` below).
+    c.train.steps_per_call = 0
     c.train.keep_checkpoints = 3
     c.train.async_checkpoint = True
     c.train.use_pmap = False
@@ -281,6 +285,15 @@ def validate(c: ml_collections.ConfigDict, *, num_devices: int, num_processes: i
         )
     if c.train.checkpoint_every <= 0:
         raise ValueError("train.checkpoint_every must be positive")
+    k = c.train.steps_per_call
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"train.steps_per_call must be an integer >= 0 (0: auto), got {k!r}")
+    if k and c.train.checkpoint_every % k:
+        raise ValueError(
+            f"train.checkpoint_every={c.train.checkpoint_every} is not a multiple of "
+            f"train.steps_per_call={k}: checkpoints are written between calls; change one "
+            "of them"
+        )
     _check_values(c)
     check_keys(c)
 
@@ -353,6 +366,21 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
             f"{_suggest(c.augment.recipe, tuple(augment.RECIPES))} Known: "
             f"{', '.join(augment.RECIPES)}"
         )
+
+
+AUTO_STEPS_PER_CALL = {"cpu": 4}
+"""``train.steps_per_call = 0`` by backend (others: 1). On CPU every call of a compiled
+step pages its whole scratch buffer in anew, and 4 steps per call share one buffer
+(``ssl_jax.train.step.multi_step``; 7% faster for a ResNet-18 at batch 64 on 2 cores);
+on accelerators several steps per call save little and cost compile time."""
+
+
+def steps_per_call(c: ml_collections.ConfigDict, platform: str) -> int:
+    """``train.steps_per_call``, or for 0 :data:`AUTO_STEPS_PER_CALL`'s value for
+    ``platform`` (``jax.default_backend()``), lowered to divide ``train.checkpoint_every``."""
+    if c.train.steps_per_call:
+        return c.train.steps_per_call
+    return math.gcd(AUTO_STEPS_PER_CALL.get(platform, 1), c.train.checkpoint_every)
 
 
 def total_steps(c: ml_collections.ConfigDict, num_train_examples: int) -> int:

@@ -2,7 +2,8 @@
 
 ``JaxCase`` builds ``ssl_jax.build.method`` from ``experiments/configs/<method>_cifar10.py``
 and compiles ``ssl_jax.train.step.jit_step(make_step_fn(...))``, exactly as the training
-loop does. Two input modes:
+loop does (with ``steps_per_call=loop_steps_per_call(config)``, the loop's steps per
+call). Two input modes:
 
 - ``views="given"``: the step gets views that are already augmented (the same arrays the
   PyTorch peer gets). The views are packed into one ``[B, H_total, 32, 3]`` image (stacked
@@ -26,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import augment, build
+from ssl_jax import config as config_lib
 from ssl_jax.config import variant
 from ssl_jax.train.state import create_train_state
 from ssl_jax.train.step import data_mesh, jit_step, make_step_fn
@@ -105,11 +107,14 @@ class JaxCase:
       views: ``'given'`` or ``'device'`` (see the module docstring).
       tuned: compile with ssl_jax's step options (False: XLA's defaults), the before/after
         switch of ``ssl_jax.train.xla_cpu``.
+      steps_per_call: steps per compiled call (``jit_step(..., steps_per_call=)``; every
+        step of a call gets the same batch). :meth:`step` runs one call.
     """
 
     config: ml_collections.ConfigDict
     views: str = "given"
     tuned: bool = True
+    steps_per_call: int = 1
     compile_s: float = 0.0
 
     def setup(self, given_views: list[np.ndarray] | None, labels: np.ndarray) -> "JaxCase":
@@ -131,14 +136,17 @@ class JaxCase:
             out_shardings=NamedSharding(mesh, P()),
         )
         self.state = init(jax.random.key(0), jnp.asarray(images))
-        self.batch = jax.device_put(
-            {"image": images, "label": labels}, NamedSharding(mesh, P("data"))
-        )
+        batch, spec = {"image": images, "label": labels}, P("data")
+        if self.steps_per_call > 1:
+            k = self.steps_per_call
+            batch, spec = {name: np.stack([x] * k) for name, x in batch.items()}, P(None, "data")
+        self.batch = jax.device_put(batch, NamedSharding(mesh, spec))
         self.key = jax.random.key(1)
         step = jit_step(
             make_step_fn(method, tx, probe_tx, lr_schedule=build.lr_schedule(c, n)),
             mesh,
             tuned=self.tuned,
+            steps_per_call=self.steps_per_call,
         )
         t0 = time.perf_counter()
         self.compiled = step.lower(self.state, self.batch, self.key).compile()
@@ -162,5 +170,18 @@ class JaxCase:
         return float((cost or {}).get("flops", 0.0))
 
     def step(self) -> dict[str, float]:
+        """One call: ``steps_per_call`` steps."""
         self.state, metrics = self.compiled(self.state, self.batch, self.key)
         return jax.block_until_ready(metrics)
+
+    def steps(self, n: int) -> None:
+        """``n`` steps (a multiple of ``steps_per_call``), one call after another."""
+        if n % self.steps_per_call:
+            raise ValueError(f"{n} steps is not a whole number of {self.steps_per_call}-step calls")
+        for _ in range(n // self.steps_per_call):
+            self.step()
+
+
+def loop_steps_per_call(c: ml_collections.ConfigDict) -> int:
+    """The steps per call the training loop compiles for ``c`` on this backend."""
+    return config_lib.steps_per_call(c, jax.default_backend())

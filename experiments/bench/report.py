@@ -74,14 +74,16 @@ def _machine_line(run: dict) -> str:
 
 def results_table(run: dict) -> list[str]:
     lines = [
-        "| case | batch | ssl_jax step (s) | PyTorch step (s) | PyTorch layout | ratio jax/torch "
-        "| ssl_jax images/s | PyTorch images/s | NCHW (s) | channels-last (s) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| case | batch | ssl_jax steps per call | ssl_jax step (s) | PyTorch step (s) "
+        "| PyTorch layout | ratio jax/torch | ssl_jax images/s | PyTorch images/s | NCHW (s) "
+        "| channels-last (s) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for d in run["steps"]:
         t = d["timings"]
         lines.append(
-            f"| {d['case']} | {d['batch']} | {_f(d['jax_step_s'])} | {_f(d['torch_step_s'])} "
+            f"| {d['case']} | {d['batch']} | {d.get('steps_per_call', 1)} "
+            f"| {_f(d['jax_step_s'])} | {_f(d['torch_step_s'])} "
             f"| {'channels-last' if d['torch_best'] == 'torch_cl' else 'NCHW'} "
             f"| **{d['ratio']:.2f}** | {d['images_per_s']['jax']:.0f} "
             f"| {d['batch'] / d['torch_step_s']:.0f} | {_f(t['torch']['median_s'])} "
@@ -122,6 +124,25 @@ def before_after_table(run: dict, key: str, before: str, after: str) -> list[str
         f"| {r['case']} | {r['batch']} | {_f(r['before_s'])} | {_f(r['after_s'])} "
         f"| {r['before_s'] / r['after_s']:.2f}x | {r['xla_flops']['before'] / 1e9:.1f} / "
         f"{r['xla_flops']['after'] / 1e9:.1f} |",
+    ]
+
+
+def steps_per_call_table(run: dict) -> list[str]:
+    """The steps-per-call before/after, with what it is about: page faults and scratch."""
+    r = run.get("steps_per_call")
+    if not r:
+        return NOT_YET
+    t, k = r["timings"], r["steps_per_call"]
+    temp = r["xla_temp_mib"]
+    return [
+        f"| case | batch | 1 step per call (s) | {k['after']} steps per call (s) | speed-up "
+        "| faults per step | kernel CPU per step (s) | XLA temp (MiB) |",
+        "|---|---:|---:|---:|---:|---|---|---|",
+        f"| {r['case']} | {r['batch']} | {_f(r['before_s'])} | {_f(r['after_s'])} "
+        f"| {r['before_s'] / r['after_s']:.2f}x "
+        f"| {t['before']['minor_faults'] / 1e3:.0f}k -> {t['after']['minor_faults'] / 1e3:.0f}k "
+        f"| {t['before']['sys_s']:.2f} -> {t['after']['sys_s']:.2f} "
+        f"| {temp['before']:.0f} -> {temp['after']:.0f} |",
     ]
 
 
@@ -340,6 +361,7 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_CHANNEL_ZERO": before_after_table(
             run, "channel_zero", "constant zeros", "per-channel zeros"
         ),
+        "SPEEDUP_STEPS_PER_CALL": steps_per_call_table(run),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),
         "SCALING": scaling_tables(run),

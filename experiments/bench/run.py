@@ -158,6 +158,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
     )
     pool_selects = run("pool_selects", case="simclr_convnet", batch=16 if q else 256, reps=reps)
     channel_zero = run("channel_zero", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
+    steps_per_call = run("steps_per_call", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
     profile = run("profile", case="simclr_resnet18", batch=16 if q else 64, steps=1 if q else 2)
     extra_batches = {
         "simclr_convnet": (8, 32) if q else (32, 128, 512),
@@ -208,6 +209,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         relu_after_pool=relu_after_pool,
         pool_selects=pool_selects,
         channel_zero=channel_zero,
+        steps_per_call=steps_per_call,
         scaling=dict(batch=batch_rows, devices=devices, embedding=embedding),
         input=dict(jitter=jitter or [], device_views=device_views, pipeline=pipeline or []),
     )

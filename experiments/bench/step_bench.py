@@ -5,7 +5,9 @@
 Contenders, each timed once per round with the order rotating (medians over ``--reps``
 rounds after ``--warmup`` calls each):
 
-- ``jax``: ssl_jax's step as the training loop compiles it (``jit_step``, tuned options);
+- ``jax``: ssl_jax's step as the training loop compiles it (``jit_step``, tuned options,
+  the loop's steps per call: on CPU 4 steps per compiled call, and 4 PyTorch steps per
+  timed call to match; all times are per step);
 - ``jax_xla_default``: the same step compiled with XLA's default options (the "before" of
   ``ssl_jax.train.xla_cpu``);
 - ``torch``, ``torch_cl``: the PyTorch peer in channels-first and channels-last memory.
@@ -19,6 +21,7 @@ contender's CPU time per step into user and kernel time and counts its minor pag
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -48,18 +51,24 @@ def measure(
     torch.set_num_threads(threads())
     c = case.config(batch)
     views, labels = jax_side.make_views(c)
+    # Every timed call runs k steps of each contender: ssl_jax one call of k steps (as the
+    # training loop compiles it), PyTorch k calls.
+    k = jax_side.loop_steps_per_call(c)
     fns, compiled = {}, {}
-    jx = jax_side.JaxCase(c).setup(views, labels)
+    jx = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
     fns["jax"], compiled["jax"] = jx.step, jx
     if before:
-        jb = jax_side.JaxCase(c, tuned=False).setup(views, labels)
+        jb = jax_side.JaxCase(c, tuned=False, steps_per_call=k).setup(views, labels)
         fns["jax_xla_default"], compiled["jax_xla_default"] = jb.step, jb
     for name, cl in (("torch", False), ("torch_cl", True)):
         peer = Peer(c, channels_last=cl, num_train_examples=jax_side.NUM_TRAIN_EXAMPLES)
         tv, tl = peer.to_torch(views), torch.from_numpy(labels).long()
-        fns[name] = lambda peer=peer, tv=tv, tl=tl: peer.step(tv, tl)
+        fns[name] = lambda peer=peer, tv=tv, tl=tl: [peer.step(tv, tl) for _ in range(k)]
+    # ``reps`` counts steps: calls of k steps average k steps each, so fewer of them do.
+    rounds = max(3, math.ceil(reps / k)) if k > 1 else reps
     load_before = timing.load_average()
-    t = timing.interleave(fns, reps=reps, warmup=warmup)
+    t = timing.interleave(fns, reps=rounds, warmup=warmup)
+    t = {name: timing.per_step(v, k) for name, v in t.items()}
     load_after = timing.load_average()
     memory = timing.peak_memory(fns) if measure_memory else {}
     best_torch = min(("torch", "torch_cl"), key=lambda k: t[k]["median_s"])
@@ -80,7 +89,9 @@ def measure(
         xla_memory={k: v.memory_analysis() for k, v in compiled.items()},
         xla_flops=jx.flops(),
         threads=threads(),
+        steps_per_call=k,
         reps=reps,
+        rounds=rounds,
         load_average_before=load_before,
         load_average_after=load_after,
     )
@@ -101,14 +112,29 @@ BEFORE = {
 
 
 def before_after(change: str, case: str, batch: int, reps: int) -> dict:
-    """ssl_jax's step with the current code and with ``change`` undone, interleaved."""
+    """ssl_jax's step with the current code and with ``change`` undone, interleaved.
+
+    One step per call on both sides, except for ``steps_per_call``: one step per call
+    against the training loop's steps per call (each timed call runs that many steps on
+    both sides; the times are per step)."""
     c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
-    after = jax_side.JaxCase(c).setup(views, labels)
-    with BEFORE[change]():
+    if change == "steps_per_call":
+        k = jax_side.loop_steps_per_call(c)
+        if k == 1:
+            raise ValueError("the training loop runs one step per call on this backend")
+        after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
         before = jax_side.JaxCase(c).setup(views, labels)
+        fns = {"before": lambda: before.steps(k), "after": after.step}
+    else:
+        k = 1
+        after = jax_side.JaxCase(c).setup(views, labels)
+        with BEFORE[change]():
+            before = jax_side.JaxCase(c).setup(views, labels)
+        fns = {"before": before.step, "after": after.step}
     load_before = timing.load_average()
-    t = timing.interleave({"before": before.step, "after": after.step}, reps=reps)
+    t = timing.interleave(fns, reps=reps)
+    t = {name: timing.per_step(v, k) for name, v in t.items()}
     return dict(
         case=case,
         batch=batch,
@@ -117,6 +143,11 @@ def before_after(change: str, case: str, batch: int, reps: int) -> dict:
         timings=t,
         compile_s={"before": before.compile_s, "after": after.compile_s},
         xla_flops={"before": before.flops(), "after": after.flops()},
+        xla_temp_mib={
+            "before": before.memory_analysis()["xla_temp_mib"],
+            "after": after.memory_analysis()["xla_temp_mib"],
+        },
+        steps_per_call={"before": before.steps_per_call, "after": after.steps_per_call},
         load_average_before=load_before,
         load_average_after=timing.load_average(),
     )

@@ -91,6 +91,12 @@ def interleave(fns: dict[str, Callable[[], object]], *, reps: int, warmup: int =
     return out
 
 
+def per_step(result: dict, steps: int) -> dict:
+    """One contender's :func:`interleave` result for calls of ``steps`` steps, per step."""
+    out = {k: v / steps for k, v in result.items() if k != "times_s"}
+    return dict(out, times_s=[t / steps for t in result["times_s"]])
+
+
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 

@@ -46,6 +46,7 @@ KINDS = {
     "relu_after_pool": functools.partial(step_bench.before_after, "relu_after_pool"),
     "pool_selects": functools.partial(step_bench.before_after, "pool_selects"),
     "channel_zero": functools.partial(step_bench.before_after, "channel_zero"),
+    "steps_per_call": functools.partial(step_bench.before_after, "steps_per_call"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

@@ -34,8 +34,23 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced NaN/Inf; the message names the step and the metrics."""
 
 
-def _host_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+def _host_metrics(metrics: dict[str, Any], steps: int, *, pmap: bool) -> list[dict[str, float]]:
+    """One dict of floats per step of a call (pmap: device 0's copy, they are equal)."""
+    host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    per_key = {k: (v[0] if pmap else v).reshape(steps) for k, v in host.items()}
+    return [{k: float(v[i]) for k, v in per_key.items()} for i in range(steps)]
+
+
+def _call_size(step: int, steps_per_call: int, end: int) -> int:
+    """Steps the call that starts at ``step`` runs: ``steps_per_call`` when it starts at a
+    multiple of it and ends by ``end``, else 1.
+
+    A run resumed from one of its checkpoints (all written between calls) then makes the
+    calls the uninterrupted run makes. That is what keeps the two bit for bit equal: a call
+    of k steps computes what k calls of one step do only up to float rounding, since XLA
+    may order a reduction differently in the larger program."""
+    k = steps_per_call
+    return k if step % k == 0 and step + k <= end else 1
 
 
 def _check_finite(step: int, m: dict[str, float], skip: bool) -> None:
@@ -104,6 +119,8 @@ class Trainer:
         self.num_steps = cfg.total_steps(config, n_train)
         self.base_key = jax.random.key(config.seed)
         self.use_pmap = bool(config.train.use_pmap)
+        self.steps_per_call = cfg.steps_per_call(config, jax.default_backend())
+        self._step_fns = {}  # steps per call -> compiled step
 
     # -- state -----------------------------------------------------------------------------
     def _init_state(self, sample_images: np.ndarray) -> TrainState:
@@ -162,28 +179,45 @@ class Trainer:
         rows = slice(pid * local_batch, (pid + 1) * local_batch)
         return ({k: v[rows] for k, v in b.items()} for b in it)
 
-    def _compile(self):
+    def _step_fn(self, steps: int):
+        """The step function for calls of ``steps`` steps (built once per size)."""
+        if steps in self._step_fns:
+            return self._step_fns[steps]
         if not self.use_pmap:
             step_fn = make_step_fn(self.method, self.tx, self.probe_tx, lr_schedule=self.schedule)
-            return jit_step(step_fn, self.mesh)
-        step_fn = make_step_fn(
-            self.method,
-            self.tx,
-            self.probe_tx,
-            lr_schedule=self.schedule,
-            axis_name=build.PMAP_AXIS,
-        )
-        return pmap_step(step_fn, axis_name=build.PMAP_AXIS)
+            fn = jit_step(step_fn, self.mesh, steps_per_call=steps)
+        else:
+            step_fn = make_step_fn(
+                self.method,
+                self.tx,
+                self.probe_tx,
+                lr_schedule=self.schedule,
+                axis_name=build.PMAP_AXIS,
+            )
+            fn = pmap_step(step_fn, axis_name=build.PMAP_AXIS, steps_per_call=steps)
+        self._step_fns[steps] = fn
+        return fn
 
-    def _to_device(self, batch: dict[str, np.ndarray]):
+    def _to_device(self, batches: list[dict[str, np.ndarray]]):
+        """One call's input: a step's batch, or several stacked on a leading axis."""
+        if len(batches) == 1:
+            batch, dim = batches[0], 0
+        else:
+            batch, dim = jax.tree.map(lambda *x: np.stack(x), *batches), 1
         if not self.use_pmap:
-            return data.to_global(batch, self.mesh)
+            return data.to_global(batch, self.mesh, batch_dim=dim)
         n = jax.local_device_count()
-        return jax.tree.map(lambda x: x.reshape((n, -1, *x.shape[1:])), batch)
+        # [..., B, rest] -> [n, ..., B / n, rest]: the device axis first.
+        return jax.tree.map(
+            lambda x: np.moveaxis(x.reshape((*x.shape[:dim], n, -1, *x.shape[dim + 1 :])), dim, 0),
+            batch,
+        )
 
     def run(self, *, stop_at: int | None = None) -> TrainState:
         """Trains to the end, or until a termination signal or step ``stop_at`` (which
-        behaves like a preemption there: checkpoint, then return)."""
+        behaves like a preemption there: checkpoint, then return). Either takes effect at
+        the end of a call, so with ``train.steps_per_call`` > 1 the run may stop a few steps
+        after ``stop_at``."""
         c = self.config
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "config.json").write_text(c.to_json_best_effort(indent=1))
@@ -194,7 +228,6 @@ class Trainer:
         start = int(jax.device_get(state.step))
         # Step s always trains on batch s of the stream: resumed == uninterrupted.
         batches = self.batches(start)
-        step_fn = self._compile()
         if self.use_pmap:
             state = flax.jax_utils.replicate(state)
         writer = metrics_log.create_writer(self.workdir)
@@ -207,24 +240,29 @@ class Trainer:
             disable=jax.process_index() != 0,
         )
         with PreemptionGuard() as guard:
-            for step in range(start, self.num_steps):
-                batch = self._to_device(next(batches))
-                state, metrics = step_fn(state, batch, self.base_key)
-                # Read the previous step's metrics after dispatching this one: the host never
+            step, calls = start, 0
+            while step < self.num_steps:
+                n = _call_size(step, self.steps_per_call, self.num_steps)
+                batch = self._to_device([next(batches) for _ in range(n)])
+                state, metrics = self._step_fn(n)(state, batch, self.base_key)
+                # Read the previous call's metrics after dispatching this one: the host never
                 # stalls the device, and a NaN is still reported with its own step number.
                 if pending is not None:
                     self._report(writer, bar, *pending)
-                pending = (step, metrics)
-                done = step + 1
-                # Agreed by all hosts when multi-host (must be asked at every step).
-                stop = guard.should_stop_at(done) or done == stop_at
-                if done % c.train.checkpoint_every == 0 or stop:
+                pending = (step, n, metrics)
+                step, calls = step + n, calls + 1
+                # Agreed by all hosts when multi-host: asked after every call, with ids that
+                # count up by one.
+                stop = guard.should_stop_at(start + calls) or (
+                    stop_at is not None and step >= stop_at
+                )
+                if step % c.train.checkpoint_every == 0 or stop:
                     # A NaN stop must come before this state can reach the disk.
                     self._report(writer, bar, *pending)
                     pending = None
-                    self._save(done, state)
+                    self._save(step, state)
                 if stop:
-                    log.warning("termination signal: checkpoint saved at step %d, exiting", done)
+                    log.warning("termination signal: checkpoint saved at step %d, exiting", step)
                     break
             if pending is not None:
                 self._report(writer, bar, *pending)
@@ -252,13 +290,15 @@ class Trainer:
         state = self._unreplicate(state)
         self.ckpt.save(step, state, meta={"step": step}, force=force)
 
-    def _report(self, writer, bar, step: int, metrics) -> None:
-        m = _host_metrics(metrics)
-        _check_finite(step, m, self.config.train.skip_nonfinite)
-        bar.update(1)
-        if step % self.config.train.log_every == 0 or step == self.num_steps - 1:
-            writer.write_scalars(step, m)
-            bar.set_postfix(loss=f"{m['loss']:.4f}", probe=f"{m['probe_top1']:.3f}")
+    def _report(self, writer, bar, first_step: int, steps: int, metrics) -> None:
+        """Checks and logs the metrics of the ``steps`` steps of one call."""
+        for i, m in enumerate(_host_metrics(metrics, steps, pmap=self.use_pmap)):
+            step = first_step + i
+            _check_finite(step, m, self.config.train.skip_nonfinite)
+            bar.update(1)
+            if step % self.config.train.log_every == 0 or step == self.num_steps - 1:
+                writer.write_scalars(step, m)
+                bar.set_postfix(loss=f"{m['loss']:.4f}", probe=f"{m['probe_top1']:.3f}")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:

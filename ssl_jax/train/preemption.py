@@ -82,7 +82,9 @@ class PreemptionGuard:
     def should_stop_at(self, step: int) -> bool:
         """Whether to save and stop after ``step``; agreed across hosts when multi-host.
 
-        Must be called at every step by every process in the multi-host case.
+        Must be called by every process in the multi-host case, after every call of the
+        step function, with ``step`` counting up by one per call (JAX's service picks the
+        highest id any host reported, plus one, as the stop).
         """
         if self.multihost:
             return bool(multihost_utils.reached_preemption_sync_point(int(step)))

@@ -381,7 +381,7 @@ def test_nan_batch_is_skipped_on_request_or_stops_the_run_naming_step_and_metric
     c.train.skip_nonfinite = True
     trainer = loop.Trainer(c, tmp_path)
     trainer.method = NaNAtSteps(trainer.method, (1, 3))
-    jitted, compiled = trainer._compile(), []
+    jitted, compiled = trainer._step_fn(1), []  # checkpoint_every=1: one step per call
 
     def step_fn(state, batch, key):  # compiled once, cheaply, and reused by both runs below
         if not compiled:
@@ -389,7 +389,7 @@ def test_nan_batch_is_skipped_on_request_or_stops_the_run_naming_step_and_metric
             compiled.append(lowered.compile(compiler_options=FAST_COMPILE))
         return compiled[0](state, batch, key)
 
-    trainer._compile = lambda: step_fn
+    trainer._step_fn = lambda steps: step_fn
 
     # Skip mode: the update of step 1 is not applied, training goes on.
     with caplog.at_level(logging.WARNING, logger=loop.__name__):
@@ -411,7 +411,7 @@ def test_nan_batch_is_skipped_on_request_or_stops_the_run_naming_step_and_metric
     c.train.skip_nonfinite = False
     good = _digest(ckpts)
     resumed = loop.Trainer(c, tmp_path)
-    resumed._compile = lambda: step_fn  # the same step function: the same NaN batches
+    resumed._step_fn = lambda steps: step_fn  # the same step function: the same NaN batches
     # The restore target's shapes and shardings, without compiling the initialisation again.
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
