@@ -100,15 +100,16 @@ def results_table(run: dict) -> list[str]:
 
 def speedup_table(run: dict) -> list[str]:
     lines = [
-        "| case | batch | XLA defaults (s) | ssl_jax options (s) | speed-up | ratio to PyTorch "
-        "before -> after |",
-        "|---|---:|---:|---:|---:|---|",
+        "| case | batch | steps per call | XLA defaults (s) | ssl_jax options (s) | speed-up "
+        "| ratio to PyTorch before -> after |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for d in run["steps"]:
         before = d["timings"]["jax_xla_default"]["median_s"]
         after = d["jax_step_s"]
         lines.append(
-            f"| {d['case']} | {d['batch']} | {_f(before)} | {_f(after)} | {before / after:.2f}x "
+            f"| {d['case']} | {d['batch']} | {d.get('steps_per_call', 1)} | {_f(before)} "
+            f"| {_f(after)} | {before / after:.2f}x "
             f"| {before / d['torch_step_s']:.2f} -> {after / d['torch_step_s']:.2f} |"
         )
     return lines
