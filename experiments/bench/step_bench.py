@@ -8,8 +8,10 @@ rounds after ``--warmup`` calls each):
 - ``jax``: ssl_jax's step as the training loop compiles it (``jit_step``, tuned options,
   the loop's steps per call: on CPU 4 steps per compiled call, and 4 PyTorch steps per
   timed call to match; all times are per step);
-- ``jax_xla_default``: the same step compiled with XLA's default options (the "before" of
-  ``ssl_jax.train.xla_cpu``);
+- ``jax_xla_default`` (only with ``before=True``, ``--xla_default``): the same step
+  compiled with XLA's default options. ``run.py`` measures change 1 once, as the
+  ``xla_options`` before/after, instead of in every row: at 4 steps per call this
+  contender takes 4-5x ssl_jax's time, more than the rest of a row together;
 - ``torch``, ``torch_cl``: the PyTorch peer in channels-first and channels-last memory.
 
 Both frameworks get the same augmented views and use every core this process may run on
@@ -44,7 +46,7 @@ def measure(
     *,
     reps: int,
     warmup: int = 1,
-    before: bool = True,
+    before: bool = False,
     measure_memory: bool = True,
 ) -> tuple[dict, dict]:
     """Returns ``(record, details)``: the ``results.json`` record and everything else."""
@@ -116,10 +118,18 @@ def before_after(change: str, case: str, batch: int, reps: int) -> dict:
 
     One step per call on both sides, except for ``steps_per_call``: one step per call
     against the training loop's steps per call (each timed call runs that many steps on
-    both sides; the times are per step)."""
+    both sides; the times are per step), and ``xla_options``: XLA's default compiler
+    options against ssl_jax's (``ssl_jax.train.xla_cpu``), both at the loop's steps per
+    call, in ``max(3, ceil(reps / k))`` rounds as ``measure`` times its rows."""
     c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
-    if change == "steps_per_call":
+    if change == "xla_options":
+        k = jax_side.loop_steps_per_call(c)
+        after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
+        before = jax_side.JaxCase(c, tuned=False, steps_per_call=k).setup(views, labels)
+        fns = {"before": before.step, "after": after.step}
+        reps = max(3, math.ceil(reps / k)) if k > 1 else reps
+    elif change == "steps_per_call":
         k = jax_side.loop_steps_per_call(c)
         if k == 1:
             raise ValueError("the training loop runs one step per call on this backend")
@@ -158,9 +168,10 @@ def main() -> None:
     p.add_argument("--case", required=True, choices=[c.name for c in cases.CASES])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--no_before", action="store_true", help="skip the XLA-defaults contender")
+    p.add_argument("--xla_default", action="store_true", help="add the XLA-defaults contender")
+    p.add_argument("--no_before", action="store_true", help="the default (older commands)")
     a = p.parse_args()
-    _, details = measure(cases.get(a.case), a.batch, reps=a.reps, before=not a.no_before)
+    _, details = measure(cases.get(a.case), a.batch, reps=a.reps, before=a.xla_default)
     details.pop("timings")
     print(json.dumps(details, indent=1, default=float))
 

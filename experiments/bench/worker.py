@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from experiments.bench import cases, input_bench, jax_side, profile_step, scaling, step_bench
 
 
-def step(case: str, batch: int, reps: int, before: bool = True) -> dict:
+def step(case: str, batch: int, reps: int, before: bool = False) -> dict:
     _, details = step_bench.measure(cases.get(case), batch, reps=reps, before=before)
     return details
 
@@ -47,6 +47,7 @@ KINDS = {
     "pool_selects": functools.partial(step_bench.before_after, "pool_selects"),
     "channel_zero": functools.partial(step_bench.before_after, "channel_zero"),
     "steps_per_call": functools.partial(step_bench.before_after, "steps_per_call"),
+    "xla_options": functools.partial(step_bench.before_after, "xla_options"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

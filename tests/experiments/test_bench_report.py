@@ -51,3 +51,36 @@ def test_machine_line_says_last_sitting_only_when_machines_differ():
     tail = ": EPYC, 2 cores usable, 24 GiB; load average at start 0.5, 1.0, 1.5"
     assert mixed == "- machine of the last sitting" + tail
     assert same == "- machine" + tail
+
+
+def _step_row(case: str, xla_default: bool) -> dict:
+    names = ("jax", "torch", "torch_cl") + (("jax_xla_default",) if xla_default else ())
+    timings = {n: dict(median_s=2.0 if n == "jax_xla_default" else 1.0) for n in names}
+    return dict(
+        case=case,
+        batch=64,
+        steps_per_call=4,
+        jax_step_s=1.0,
+        torch_step_s=1.0,
+        timings=timings,
+        peak_added_mib={n: 100.0 for n in names},
+        xla_memory=dict(jax=dict(xla_temp_mib=50.0)),
+        compile_s=dict(jax=3.0),
+    )
+
+
+def test_change_one_is_its_before_after_and_rows_without_the_contender_are_left_out():
+    ba = dict(before_s=2.0, after_s=1.0, xla_flops=dict(before=1e9, after=1e9))
+    run = dict(
+        xla_options=dict(case="simclr_resnet18", batch=64, **ba),
+        steps=[_step_row("old_row", xla_default=True), _step_row("new_row", xla_default=False)],
+    )
+    lines = report.speedup_table(run)
+    assert lines[2].startswith("| simclr_resnet18 | 64 | 2.000 | 1.000 | 2.00x |")
+    rows = [x for x in lines[3:] if x.startswith("| ") and "row" in x]
+    assert [r.split(" | ")[0] for r in rows] == ["| old_row"]
+    assert "| 2.00x |" in rows[0]
+    memory = report.memory_table(run)
+    assert memory[2].startswith("| old_row | 64 | 100 | 100 |")
+    assert memory[3].startswith("| new_row | 64 | 100 | - |")
+    assert report.speedup_table(dict(steps=[]))[0] == report.NOT_YET[0]
