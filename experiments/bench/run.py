@@ -24,8 +24,9 @@ and commit it was made at. ``--resume`` keeps the measurements already in
 ``details.json``; ``--redo TEXT`` (with ``--resume``) measures again those whose key
 contains TEXT (e.g. ``simclr_convnet`` after a change to the ConvNet). ``--quick`` is a
 smoke run at tiny sizes that writes to a temporary directory unless ``--out`` is given. On
-a quiet 2-core machine the full run takes about 2 hours; keep the machine otherwise idle
-(the load average before each measurement is recorded in ``details.json``).
+a quiet 2-core machine the full run takes 3-4 hours (an estimate: at 4 steps per call seven
+of the ten step rows took 90 minutes); keep the machine otherwise idle (the load average
+before each measurement is recorded in ``details.json``).
 """
 
 import argparse

@@ -11,7 +11,7 @@ rounds after ``--warmup`` calls each):
 - ``jax_xla_default`` (only with ``before=True``, ``--xla_default``): the same step
   compiled with XLA's default options. ``run.py`` measures change 1 once, as the
   ``xla_options`` before/after, instead of in every row: at 4 steps per call this
-  contender takes 4-5x ssl_jax's time, more than the rest of a row together;
+  contender took 3-5x ssl_jax's time, about as long as the other three together;
 - ``torch``, ``torch_cl``: the PyTorch peer in channels-first and channels-last memory.
 
 Both frameworks get the same augmented views and use every core this process may run on

@@ -70,13 +70,14 @@ def _step_row(case: str, xla_default: bool) -> dict:
 
 
 def test_change_one_is_its_before_after_and_rows_without_the_contender_are_left_out():
-    ba = dict(before_s=2.0, after_s=1.0, xla_flops=dict(before=1e9, after=1e9))
+    k = dict(before=4, after=4)
+    ba = dict(before_s=2.0, after_s=1.0, xla_flops=dict(before=8e9, after=4e9), steps_per_call=k)
     run = dict(
         xla_options=dict(case="simclr_resnet18", batch=64, **ba),
         steps=[_step_row("old_row", xla_default=True), _step_row("new_row", xla_default=False)],
     )
     lines = report.speedup_table(run)
-    assert lines[2].startswith("| simclr_resnet18 | 64 | 2.000 | 1.000 | 2.00x |")
+    assert lines[2] == "| simclr_resnet18 | 64 | 2.000 | 1.000 | 2.00x | 2.0 / 1.0 |"  # per step
     rows = [x for x in lines[3:] if x.startswith("| ") and "row" in x]
     assert [r.split(" | ")[0] for r in rows] == ["| old_row"]
     assert "| 2.00x |" in rows[0]
