@@ -40,6 +40,12 @@ def threads() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _rounds(reps: int, k: int) -> int:
+    """Timed rounds when each call runs ``k`` steps: ``reps`` counts steps, and calls of k
+    steps average k steps each, so fewer of them do (at least 3)."""
+    return max(3, math.ceil(reps / k)) if k > 1 else reps
+
+
 def measure(
     case: cases.Case,
     batch: int,
@@ -66,8 +72,7 @@ def measure(
         peer = Peer(c, channels_last=cl, num_train_examples=jax_side.NUM_TRAIN_EXAMPLES)
         tv, tl = peer.to_torch(views), torch.from_numpy(labels).long()
         fns[name] = lambda peer=peer, tv=tv, tl=tl: [peer.step(tv, tl) for _ in range(k)]
-    # ``reps`` counts steps: calls of k steps average k steps each, so fewer of them do.
-    rounds = max(3, math.ceil(reps / k)) if k > 1 else reps
+    rounds = _rounds(reps, k)
     load_before = timing.load_average()
     t = timing.interleave(fns, reps=rounds, warmup=warmup)
     t = {name: timing.per_step(v, k) for name, v in t.items()}
@@ -123,22 +128,19 @@ def before_after(change: str, case: str, batch: int, reps: int) -> dict:
     call, in ``max(3, ceil(reps / k))`` rounds as ``measure`` times its rows."""
     c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
+    loop_k = change in ("xla_options", "steps_per_call")
+    k = jax_side.loop_steps_per_call(c) if loop_k else 1
+    if change == "steps_per_call" and k == 1:
+        raise ValueError("the training loop runs one step per call on this backend")
+    after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
     if change == "xla_options":
-        k = jax_side.loop_steps_per_call(c)
-        after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
         before = jax_side.JaxCase(c, tuned=False, steps_per_call=k).setup(views, labels)
         fns = {"before": before.step, "after": after.step}
-        reps = max(3, math.ceil(reps / k)) if k > 1 else reps
+        reps = _rounds(reps, k)
     elif change == "steps_per_call":
-        k = jax_side.loop_steps_per_call(c)
-        if k == 1:
-            raise ValueError("the training loop runs one step per call on this backend")
-        after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
         before = jax_side.JaxCase(c).setup(views, labels)
         fns = {"before": lambda: before.steps(k), "after": after.step}
     else:
-        k = 1
-        after = jax_side.JaxCase(c).setup(views, labels)
         with BEFORE[change]():
             before = jax_side.JaxCase(c).setup(views, labels)
         fns = {"before": before.step, "after": after.step}
