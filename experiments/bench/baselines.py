@@ -13,7 +13,8 @@ feature maps back to XLA's convolution (before ``ssl_jax.models.small_map_conv``
 ``maximum_pool`` gives ``max_pool_2x2`` back its ``jnp.maximum`` window maxima and the
 pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
 ``constant_zeros`` gives ``batch_norm`` back its constant ReLU floor and count ``n``
-(before ``batch_norm._channel_zero``);
+(before ``batch_norm._channel_zero``); ``eigen_dots`` gives the step's XLA:CPU options back
+their dots in Eigen (before ``LIBRARY_FUSION_TYPE_DOT`` in ``ssl_jax.train.xla_cpu``);
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 
 from ssl_jax.augment import color
 from ssl_jax.models import batch_norm, convnet, max_pool, small_map_conv, weight_grad
+from ssl_jax.train import xla_cpu
 
 
 def color_jitter_all_ops(
@@ -150,3 +152,12 @@ def constant_zeros():
     """Within the block, encoders traced take their batch-norms' ReLU floor and backward
     count as constants (one broadcast per activation shape, shared by every layer)."""
     return mock.patch.object(batch_norm, "_channel_zero", lambda v: 0)
+
+
+def eigen_dots():
+    """Within the block, train steps compiled take the XLA:CPU options without the dot
+    type: YNNPACK keeps reductions and element-wise fusions, Eigen runs the bare dots."""
+    types = xla_cpu.CPU_STEP_OPTIONS["xla_cpu_experimental_ynn_fusion_type"].split(",")
+    without = ",".join(t for t in types if t != "LIBRARY_FUSION_TYPE_DOT")
+    options = {**xla_cpu.CPU_STEP_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": without}
+    return mock.patch.object(xla_cpu, "CPU_STEP_OPTIONS", options)

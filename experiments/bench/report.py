@@ -373,6 +373,7 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_CHANNEL_ZERO": before_after_table(
             run, "channel_zero", "constant zeros", "per-channel zeros"
         ),
+        "SPEEDUP_YNN_DOTS": before_after_table(run, "ynn_dots", "Eigen dots", "YNNPACK dots"),
         "SPEEDUP_STEPS_PER_CALL": steps_per_call_table(run),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),

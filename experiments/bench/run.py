@@ -9,8 +9,9 @@
 3. The changes before/after (``step_bench.before_after``): XLA's default options against
    ssl_jax's, every entry of ``step_bench.BEFORE`` (small-map convolution, max-pool,
    weight-gradient barrier, batch-norm, ReLU after the pool, the pool's selects,
-   batch-norm's per-channel zeros), one step per call against the loop's, and where the
-   time goes (``profile_step.py``), SimCLR ResNet-18 at batch 64 unless named.
+   batch-norm's per-channel zeros, YNNPACK dots on Barlow Twins), one step per call
+   against the loop's, and where the time goes (``profile_step.py``), SimCLR ResNet-18 at
+   batch 64 unless named.
 4. Scaling: step time and memory against batch size, time and compile time against fake
    device count, memory against the Barlow Twins / VICReg embedding dimension.
 5. Input pipeline: host and device augmentation rates, the colour-jitter change before and
@@ -148,6 +149,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         *(run("step", case=c.name, batch=b, reps=reps) for c in cases.CASES for b in batches)
     )
     xla_options = run("xla_options", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
+    ynn_dots = run("ynn_dots", case="barlow_twins_resnet18", batch=16 if q else 64, reps=reps)
     small_map = run(
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
@@ -206,6 +208,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         steps=steps,
         profile=profile,
         xla_options=xla_options,
+        ynn_dots=ynn_dots,
         small_map=small_map,
         max_pool=max_pool,
         weight_grad=weight_grad,

@@ -115,7 +115,10 @@ BEFORE = {
     "relu_after_pool": baselines.relu_before_pool,
     "pool_selects": baselines.maximum_pool,
     "channel_zero": baselines.constant_zeros,
+    "ynn_dots": baselines.eigen_dots,
 }
+# Changes timed at the training loop's steps per call (the others at one step per call).
+LOOP_K = ("xla_options", "steps_per_call", "ynn_dots")
 
 
 def before_after(change: str, case: str, batch: int, reps: int) -> dict:
@@ -123,13 +126,13 @@ def before_after(change: str, case: str, batch: int, reps: int) -> dict:
 
     One step per call on both sides, except for ``steps_per_call``: one step per call
     against the training loop's steps per call (each timed call runs that many steps on
-    both sides; the times are per step), and ``xla_options``: XLA's default compiler
-    options against ssl_jax's (``ssl_jax.train.xla_cpu``), both at the loop's steps per
-    call, in ``max(3, ceil(reps / k))`` rounds as ``measure`` times its rows."""
+    both sides; the times are per step), and the compiler-option changes ``xla_options``
+    (XLA's default options against ssl_jax's, ``ssl_jax.train.xla_cpu``) and ``ynn_dots``
+    (dots in Eigen against YNNPACK), both sides at the loop's steps per call, in
+    ``max(3, ceil(reps / k))`` rounds as ``measure`` times its rows."""
     c = cases.get(case).config(batch)
     views, labels = jax_side.make_views(c)
-    loop_k = change in ("xla_options", "steps_per_call")
-    k = jax_side.loop_steps_per_call(c) if loop_k else 1
+    k = jax_side.loop_steps_per_call(c) if change in LOOP_K else 1
     if change == "steps_per_call" and k == 1:
         raise ValueError("the training loop runs one step per call on this backend")
     after = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
@@ -142,8 +145,9 @@ def before_after(change: str, case: str, batch: int, reps: int) -> dict:
         fns = {"before": lambda: before.steps(k), "after": after.step}
     else:
         with BEFORE[change]():
-            before = jax_side.JaxCase(c).setup(views, labels)
+            before = jax_side.JaxCase(c, steps_per_call=k).setup(views, labels)
         fns = {"before": before.step, "after": after.step}
+        reps = _rounds(reps, k)
     load_before = timing.load_average()
     t = timing.interleave(fns, reps=reps)
     t = {name: timing.per_step(v, k) for name, v in t.items()}

@@ -48,6 +48,7 @@ KINDS = {
     "channel_zero": functools.partial(step_bench.before_after, "channel_zero"),
     "steps_per_call": functools.partial(step_bench.before_after, "steps_per_call"),
     "xla_options": functools.partial(step_bench.before_after, "xla_options"),
+    "ynn_dots": functools.partial(step_bench.before_after, "ynn_dots"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

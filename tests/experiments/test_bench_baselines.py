@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.bench import baselines
+from ssl_jax.train import xla_cpu
 from tests.models.common import convnet_train_step
 
 CONVNET_BASELINES = ["flax_max_pool", "relu_before_pool", "maximum_pool", "constant_zeros"]
@@ -35,3 +36,16 @@ def test_maximum_pool_gives_the_pools_their_maxima_back():
         text_b = _loss_and_grads()[1]
     # Two maxima per pool (top row, bottom row), three pools; the current pools select.
     assert text_b.count("stablehlo.maximum") == text.count("stablehlo.maximum") + 6
+
+
+def test_eigen_dots_takes_only_the_dot_type_out_of_the_step_options():
+    key = "xla_cpu_experimental_ynn_fusion_type"
+    now = xla_cpu.step_compiler_options(jax.devices())
+    with baselines.eigen_dots():
+        before = xla_cpu.step_compiler_options(jax.devices())
+    assert xla_cpu.step_compiler_options(jax.devices()) == now  # restored on leaving
+    assert set(now[key].split(",")) - set(before[key].split(",")) == {"LIBRARY_FUSION_TYPE_DOT"}
+    assert set(before[key].split(",")) == {
+        "LIBRARY_FUSION_TYPE_REDUCE",
+        "LIBRARY_FUSION_TYPE_ELTWISE",
+    }

@@ -1,5 +1,8 @@
-"""Shared helpers for the model tests: parameter counting, random (non-init) weights, and a
-small ConvNet training step to compare code paths on."""
+"""Shared helpers for the model tests: parameter counting, random (non-init) weights, a
+small ConvNet training step to compare code paths on, and the YNNPACK fusions of a compiled
+module."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -75,3 +78,14 @@ def convnet_train_step():
     step = jax.jit(jax.value_and_grad(loss, has_aux=True))
     lowered = step.lower(variables["params"])
     return lowered.compile(), variables["params"], lowered.as_text()
+
+
+def ynn_fusion_bodies(hlo: str) -> list[str]:
+    """The text of each computation that a compiled module calls as a YNNPACK fusion."""
+    bodies = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^%?([\w.\-]+) \(.*?\{\n(.*?)^\}", hlo, re.S | re.M)
+    }
+    return [
+        bodies[c] for c in re.findall(r"^\s*%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", hlo, re.M)
+    ]

@@ -11,6 +11,7 @@ from jax import lax
 from ssl_jax.models import small_map_conv
 from ssl_jax.models.weight_grad import separate_weight_gradient
 from ssl_jax.train import xla_cpu
+from tests.models.common import ynn_fusion_bodies
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -63,11 +64,7 @@ def test_shared_kernel_weight_gradients_stay_out_of_ynnpack_fusions():
     ]
     args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
     text = step.lower(*args).compile(options).as_text()
-    bodies = {
-        m.group(1): m.group(2)
-        for m in re.finditer(r"^%?([\w.\-]+) \(.*?\{\n(.*?)^\}", text, re.S | re.M)
-    }
-    ynn = re.findall(r"^\s*%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", text, re.M)
+    ynn = ynn_fusion_bodies(text)
     assert ynn, "expected YNNPACK fusions under the step's options"
-    assert not [c for c in ynn if " convolution(" in bodies[c]]
+    assert not [body for body in ynn if " convolution(" in body]
     assert len(re.findall(r" convolution\(", text)) >= 4  # two forward, two weight gradients

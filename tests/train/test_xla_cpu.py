@@ -1,6 +1,7 @@
 """The train step's XLA:CPU options: when they apply, that an unknown option falls back to
-XLA's defaults, that ``jit_step`` uses them, and that a network compiled with them computes
-what the default compilation computes (they change which library runs an op, not the op)."""
+XLA's defaults, that ``jit_step`` uses them, which library they give dots and convolutions,
+and that a network compiled with them computes what the default compilation computes (they
+change which library runs an op, not the op)."""
 
 import logging
 import types
@@ -14,6 +15,7 @@ from ssl_jax import losses
 from ssl_jax.models.resnet import ResNet
 from ssl_jax.train import step as step_lib
 from ssl_jax.train import xla_cpu
+from tests.models.common import ynn_fusion_bodies
 
 
 def _fake(platform):
@@ -51,6 +53,41 @@ def test_jit_step_compiles_with_the_options(monkeypatch):
     assert seen == [jax.device_count()]
     step_lib.jit_step(fn, mesh, tuned=False).lower(*args).compile()
     assert seen == [jax.device_count()]  # tuned=False does not ask for options
+
+
+def _conv_head_loss(w, v, x):
+    dn = ("NHWC", "HWIO", "NHWC")
+    h = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+    z = jnp.mean(jax.nn.relu(h), axis=(1, 2)) @ v  # a convolution, then a projection head
+    return jnp.sum(jnp.tanh(z) ** 2)
+
+
+def _ynn_ops(options):
+    """(dots inside YNNPACK fusions, convolutions inside them, dots, convolutions)."""
+    shapes = [(3, 3, 16, 64), (64, 256), (32, 16, 16, 16)]
+    args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
+    grad = jax.jit(jax.grad(_conv_head_loss, argnums=(0, 1)))
+    text = grad.lower(*args).compile(options).as_text()
+    ynn = ynn_fusion_bodies(text)
+    count = lambda op, texts: sum(t.count(f" {op}(") for t in texts)
+    return (
+        count("dot", ynn),
+        count("convolution", ynn),
+        count("dot", [text]),
+        count("convolution", [text]),
+    )
+
+
+def test_options_give_dots_to_ynnpack_and_convolutions_to_eigen():
+    ynn_dots, ynn_convs, dots, convs = _ynn_ops(xla_cpu.CPU_STEP_OPTIONS)
+    assert (dots, convs) == (3, 2)  # the head's forward and two gradients; conv and its grad
+    assert ynn_convs == 0
+    # The head's forward (with its tanh epilogue) and its input gradient (a bare dot); the
+    # weight gradient, contracting over the batch, stays in Eigen.
+    assert ynn_dots == 2
+    # Without the dot type only the dot with an element-wise epilogue goes to YNNPACK.
+    no_dots = "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_ELTWISE"
+    assert _ynn_ops({"xla_cpu_experimental_ynn_fusion_type": no_dots})[:2] == (1, 0)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
