@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.bench.profile_step import computations
+
 
 def count_params(module, input_shape, **call_kw) -> int:
     """Parameter count from ``jax.eval_shape`` of init: no real compute, any model size."""
@@ -82,10 +84,7 @@ def convnet_train_step():
 
 def ynn_fusion_bodies(hlo: str) -> list[str]:
     """The text of each computation that a compiled module calls as a YNNPACK fusion."""
-    bodies = {
-        m.group(1): m.group(2)
-        for m in re.finditer(r"^%?([\w.\-]+) \(.*?\{\n(.*?)^\}", hlo, re.S | re.M)
-    }
+    bodies = computations(hlo)
     return [
         bodies[c] for c in re.findall(r"^\s*%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", hlo, re.M)
     ]
