@@ -15,6 +15,8 @@ pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
 ``constant_zeros`` gives ``batch_norm`` back its constant ReLU floor and count ``n``
 (before ``batch_norm._channel_zero``); ``eigen_dots`` gives the step's XLA:CPU options back
 their dots in Eigen (before ``LIBRARY_FUSION_TYPE_DOT`` in ``ssl_jax.train.xla_cpu``);
+``swav_whole_loss_in_cond`` gives SwAV's loss back its conditional around the whole loss
+with the queue scored every step (before the conditional around the codes only);
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -24,8 +26,13 @@ from unittest import mock
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from ssl_jax import losses
 from ssl_jax.augment import color
+from ssl_jax.methods import swav
+from ssl_jax.methods.base import LossOutput
+from ssl_jax.methods.common import apply_train, l2_normalize, multi_crop_forward, split_views
 from ssl_jax.models import batch_norm, convnet, max_pool, small_map_conv, weight_grad
 from ssl_jax.train import xla_cpu
 
@@ -161,3 +168,47 @@ def eigen_dots():
     without = ",".join(t for t in types if t != "LIBRARY_FUSION_TYPE_DOT")
     options = {**xla_cpu.CPU_STEP_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": without}
     return mock.patch.object(xla_cpu, "CPU_STEP_OPTIONS", options)
+
+
+def _swav_loss_whole_in_cond(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
+    """``SwAV.loss`` as it was: with a queue, the queue scored against the prototypes
+    every step (in use or not) and the whole loss, its gradient too, under ``lax.cond``."""
+    n = views[0].shape[0]
+    (h, z, scores), stats = apply_train(
+        self.net, params, batch_stats, list(views), method=multi_crop_forward, train=True
+    )
+    scores = split_views(scores, len(views))
+    emb = split_views(l2_normalize(z), len(views))
+    kw = dict(
+        num_high_res=self.num_high_res,
+        temperature=self.temperature,
+        epsilon=self.epsilon,
+        num_iters=self.sinkhorn_iters,
+        axis_name=axis_name,
+    )
+    metrics = {}
+    if not self.queue_size:
+        loss, new_aux = losses.swav_loss(scores, **kw), aux
+    else:
+        use_queue = (step >= self.queue_start_step) & (aux["queue_filled"] >= self.queue_size)
+        queue_scores = self._queue_scores(params, aux["queue"], axis_name)
+        loss = lax.cond(
+            use_queue,
+            lambda: losses.swav_loss(scores, queue_scores=queue_scores, **kw),
+            lambda: losses.swav_loss(scores, **kw),
+        )
+        new_aux = self._push(aux, emb[: self.num_high_res], step, axis_name)
+        metrics["queue_in_use"] = use_queue.astype(jnp.float32)
+    out = LossOutput(
+        batch_stats=stats,
+        aux=new_aux,
+        metrics={"swav": loss, **metrics},
+        embeddings=(emb[0], emb[1]),
+        features=h[:n],
+    )
+    return loss, out
+
+
+def swav_whole_loss_in_cond():
+    """Within the block, SwAV steps traced use :func:`_swav_loss_whole_in_cond`."""
+    return mock.patch.object(swav.SwAV, "loss", _swav_loss_whole_in_cond)

@@ -41,7 +41,8 @@ def _label(key: str) -> str:
 
 
 def _machine(m: dict) -> str:
-    return f"{m['cpu']}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB"
+    isa = f" ({', '.join(m['isa'])})" if m.get("isa") else ""
+    return f"{m['cpu']}{isa}, {m['cores']} cores usable, {m['memory_gib']:.0f} GiB"
 
 
 def _sittings(run: dict) -> list[str]:
@@ -66,8 +67,8 @@ def _sittings(run: dict) -> list[str]:
 def _machine_line(run: dict) -> str:
     """The machine of the last sitting; named as such when the sittings' machines differ."""
     m = run["machine"]
-    cpus = {s["machine"]["cpu"] for s in run.get("sittings") or [] if "machine" in s}
-    which = "machine of the last sitting" if len(cpus | {m["cpu"]}) > 1 else "machine"
+    cpus = {_machine(s["machine"]) for s in run.get("sittings") or [] if "machine" in s}
+    which = "machine of the last sitting" if len(cpus | {_machine(m)}) > 1 else "machine"
     load = ", ".join(f"{x:.1f}" for x in m["load_average"])
     return f"- {which}: {_machine(m)}; load average at start {load}"
 
@@ -374,6 +375,9 @@ def write(run: dict, out: Path) -> None:
             run, "channel_zero", "constant zeros", "per-channel zeros"
         ),
         "SPEEDUP_YNN_DOTS": before_after_table(run, "ynn_dots", "Eigen dots", "YNNPACK dots"),
+        "SPEEDUP_SWAV_CODES": before_after_table(
+            run, "swav_codes_cond", "whole loss under `lax.cond`", "codes only under `lax.cond`"
+        ),
         "SPEEDUP_STEPS_PER_CALL": steps_per_call_table(run),
         "MEMORY": memory_table(run),
         "PROFILE": profile_table(run),

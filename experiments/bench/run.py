@@ -9,7 +9,8 @@
 3. The changes before/after (``step_bench.before_after``): XLA's default options against
    ssl_jax's, every entry of ``step_bench.BEFORE`` (small-map convolution, max-pool,
    weight-gradient barrier, batch-norm, ReLU after the pool, the pool's selects,
-   batch-norm's per-channel zeros, YNNPACK dots on Barlow Twins), one step per call
+   batch-norm's per-channel zeros, YNNPACK dots on Barlow Twins, SwAV's conditional around
+   its codes only), one step per call
    against the loop's, and where the time goes (``profile_step.py``), SimCLR ResNet-18 at
    batch 64 unless named.
 4. Scaling: step time and memory against batch size, time and compile time against fake
@@ -56,14 +57,17 @@ def machine() -> dict:
     import optax
     import torch
 
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
+    cpu, flags = platform.processor(), set()
+    for line in reversed(Path("/proc/cpuinfo").read_text().splitlines()):
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
-            break
+        elif line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return dict(
         cpu=cpu,
+        # The vector extensions the kernels can use: the ratios depend on them (README).
+        isa=[f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
         cores=len(os.sched_getaffinity(0)),
         memory_gib=mem,
         load_average=os.getloadavg(),
@@ -150,6 +154,9 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
     )
     xla_options = run("xla_options", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
     ynn_dots = run("ynn_dots", case="barlow_twins_resnet18", batch=16 if q else 64, reps=reps)
+    swav_codes_cond = run(
+        "swav_codes_cond", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps
+    )
     small_map = run(
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
@@ -209,6 +216,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         profile=profile,
         xla_options=xla_options,
         ynn_dots=ynn_dots,
+        swav_codes_cond=swav_codes_cond,
         small_map=small_map,
         max_pool=max_pool,
         weight_grad=weight_grad,

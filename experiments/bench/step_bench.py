@@ -116,9 +116,10 @@ BEFORE = {
     "pool_selects": baselines.maximum_pool,
     "channel_zero": baselines.constant_zeros,
     "ynn_dots": baselines.eigen_dots,
+    "swav_codes_cond": baselines.swav_whole_loss_in_cond,
 }
 # Changes timed at the training loop's steps per call (the others at one step per call).
-LOOP_K = ("xla_options", "steps_per_call", "ynn_dots")
+LOOP_K = ("xla_options", "steps_per_call", "ynn_dots", "swav_codes_cond")
 
 
 def before_after(change: str, case: str, batch: int, reps: int) -> dict:

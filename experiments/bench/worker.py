@@ -49,6 +49,7 @@ KINDS = {
     "steps_per_call": functools.partial(step_bench.before_after, "steps_per_call"),
     "xla_options": functools.partial(step_bench.before_after, "xla_options"),
     "ynn_dots": functools.partial(step_bench.before_after, "ynn_dots"),
+    "swav_codes_cond": functools.partial(step_bench.before_after, "swav_codes_cond"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

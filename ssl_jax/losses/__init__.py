@@ -36,6 +36,7 @@ from ssl_jax.losses._regression import byol_symmetric_loss as byol_symmetric_los
 from ssl_jax.losses._regression import simsiam_loss as simsiam_loss
 from ssl_jax.losses._regression import simsiam_symmetric_loss as simsiam_symmetric_loss
 from ssl_jax.losses._swav import sinkhorn_knopp as sinkhorn_knopp
+from ssl_jax.losses._swav import swav_codes as swav_codes
 from ssl_jax.losses._swav import swav_loss as swav_loss
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "simsiam_symmetric_loss",
     "sinkhorn_knopp",
     "soft_encode_ab",
+    "swav_codes",
     "swav_loss",
     "unpatchify",
     "vicreg_loss",

@@ -84,6 +84,74 @@ def sinkhorn_knopp(
     return jnp.exp(log_q + log_b)
 
 
+def _check_scores(scores, num_high_res) -> list[jax.Array]:
+    if hasattr(scores, "shape"):
+        raise ValueError("scores must be a list of [B, K] arrays, one per crop")
+    scores = list(scores)
+    if len(scores) < 2:
+        raise ValueError(f"swav_loss needs at least 2 crops, got {len(scores)}")
+    for i, s in enumerate(scores):
+        _validate.check_rank(s, 2, f"scores[{i}]")
+        _validate.check_same_shape(scores[0], s, ("scores[0]", f"scores[{i}]"))
+    _validate.check_min_batch(scores[0], 1, "scores[0]")
+    if not isinstance(num_high_res, int) or not 1 <= num_high_res <= len(scores):
+        raise ValueError(
+            f"num_high_res must be an integer in [1, {len(scores)}] (the number of crops), "
+            f"got {num_high_res!r}"
+        )
+    return scores
+
+
+def _check_per_coded_crop(arrays, num_high_res, name, *, k: int, rows: int | None = None):
+    arrays = list(arrays)
+    if len(arrays) != num_high_res:
+        raise ValueError(
+            f"{name} needs one array per high-resolution crop ({num_high_res}), got {len(arrays)}"
+        )
+    for i, a in enumerate(arrays):
+        _validate.check_rank(a, 2, f"{name}[{i}]")
+        if a.shape[1] != k or (rows is not None and a.shape[0] != rows):
+            want = f"[{rows}, {k}]" if rows is not None else f"{k} prototypes"
+            raise ValueError(f"{name}[{i}] must have {want}, got shape {a.shape}")
+    return arrays
+
+
+def swav_codes(
+    scores: Sequence[jax.Array],
+    *,
+    num_high_res: int = 2,
+    epsilon: float = 0.05,
+    num_iters: int = 3,
+    queue_scores: Sequence[jax.Array] | None = None,
+    axis_name: str | None = None,
+) -> list[jax.Array]:
+    """The Sinkhorn-Knopp codes of the first ``num_high_res`` crops (SwAV's targets).
+
+    Arguments as in :func:`swav_loss`. With ``queue_scores``, crop i's Sinkhorn input is
+    its queue's scores followed by its batch rows, and only the batch rows' codes are
+    returned. No gradient flows (:func:`sinkhorn_knopp`).
+
+    Returns:
+      One ``[B, K]`` array per high-resolution crop.
+    """
+    scores = _check_scores(scores, num_high_res)
+    if queue_scores is not None:
+        queue_scores = _check_per_coded_crop(
+            queue_scores, num_high_res, "queue_scores", k=scores[0].shape[1]
+        )
+    n = scores[0].shape[0]
+    codes = []
+    for i in range(num_high_res):
+        assign = (
+            scores[i]
+            if queue_scores is None
+            else jnp.concatenate([queue_scores[i].astype(scores[i].dtype), scores[i]], axis=0)
+        )
+        c = sinkhorn_knopp(assign, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name)
+        codes.append(c[-n:])
+    return codes
+
+
 def swav_loss(
     scores: Sequence[jax.Array],
     *,
@@ -92,6 +160,7 @@ def swav_loss(
     epsilon: float = 0.05,
     num_iters: int = 3,
     queue_scores: Sequence[jax.Array] | None = None,
+    codes: Sequence[jax.Array] | None = None,
     axis_name: str | None = None,
 ) -> jax.Array:
     """SwAV's swapped prediction: predict each high-resolution crop's codes from other crops.
@@ -114,6 +183,11 @@ def swav_loss(
         before the batch in the Sinkhorn input (more samples to equipartition, for small
         batches), and only the batch rows' codes are used. With ``axis_name`` each device
         passes its own queue, as in the official code.
+      codes: optional, the targets already computed (:func:`swav_codes`, one ``[B, K]``
+        array per high-resolution crop; they get no gradient). Lets a caller choose
+        between Sinkhorn inputs (with or without the queue) under ``lax.cond`` without
+        putting the differentiable part of the loss inside the branch. Excludes
+        ``queue_scores``.
       axis_name: mapped axis whose devices hold the rest of the batch, or None.
 
     Returns:
@@ -123,49 +197,30 @@ def swav_loss(
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
       Assignments", NeurIPS 2020 (Eq. 1-3; ``main_swav.py`` of facebookresearch/swav).
     """
-    if hasattr(scores, "shape"):
-        raise ValueError("scores must be a list of [B, K] arrays, one per crop")
-    scores = list(scores)
-    if len(scores) < 2:
-        raise ValueError(f"swav_loss needs at least 2 crops, got {len(scores)}")
-    for i, s in enumerate(scores):
-        _validate.check_rank(s, 2, f"scores[{i}]")
-        _validate.check_same_shape(scores[0], s, ("scores[0]", f"scores[{i}]"))
-    _validate.check_min_batch(scores[0], 1, "scores[0]")
-    if not isinstance(num_high_res, int) or not 1 <= num_high_res <= len(scores):
-        raise ValueError(
-            f"num_high_res must be an integer in [1, {len(scores)}] (the number of crops), "
-            f"got {num_high_res!r}"
-        )
+    scores = _check_scores(scores, num_high_res)
     _validate.check_positive(temperature, "temperature")
-    if queue_scores is not None:
-        queue_scores = list(queue_scores)
-        if len(queue_scores) != num_high_res:
-            raise ValueError(
-                f"queue_scores needs one array per high-resolution crop ({num_high_res}), "
-                f"got {len(queue_scores)}"
-            )
-        for i, s in enumerate(queue_scores):
-            _validate.check_rank(s, 2, f"queue_scores[{i}]")
-            if s.shape[1] != scores[0].shape[1]:
-                raise ValueError(
-                    f"queue_scores[{i}] must have {scores[0].shape[1]} prototypes, "
-                    f"got shape {s.shape}"
-                )
+    if codes is None:
+        codes = swav_codes(
+            scores,
+            num_high_res=num_high_res,
+            epsilon=epsilon,
+            num_iters=num_iters,
+            queue_scores=queue_scores,
+            axis_name=axis_name,
+        )
+    elif queue_scores is not None:
+        raise ValueError("pass either codes or queue_scores, not both")
+    else:
+        codes = _check_per_coded_crop(
+            codes, num_high_res, "codes", k=scores[0].shape[1], rows=scores[0].shape[0]
+        )
+        codes = [lax.stop_gradient(c) for c in codes]
 
     dtype = compute_dtype(*scores)
-    n = scores[0].shape[0]
-    batch = n * num_devices(axis_name)
+    batch = scores[0].shape[0] * num_devices(axis_name)
     log_p = [jax.nn.log_softmax(s.astype(dtype) / temperature, axis=1) for s in scores]
     loss = jnp.zeros((), dtype)
     for i in range(num_high_res):
-        assign = (
-            scores[i]
-            if queue_scores is None
-            else jnp.concatenate([queue_scores[i].astype(scores[i].dtype), scores[i]], axis=0)
-        )
-        codes = sinkhorn_knopp(assign, epsilon=epsilon, num_iters=num_iters, axis_name=axis_name)
-        codes = codes[-n:]
-        sub = sum(-jnp.sum(codes * log_p[v]) for v in range(len(scores)) if v != i)
+        sub = sum(-jnp.sum(codes[i] * log_p[v]) for v in range(len(scores)) if v != i)
         loss = loss + sub / batch / (len(scores) - 1)
     return global_sum(loss / num_high_res, axis_name)

@@ -128,27 +128,32 @@ class SwAV(SiameseMethod):
         )
         scores = split_views(scores, len(views))
         emb = split_views(l2_normalize(z), len(views))
-        kw = dict(
+        code_kw = dict(
             num_high_res=self.num_high_res,
-            temperature=self.temperature,
             epsilon=self.epsilon,
             num_iters=self.sinkhorn_iters,
             axis_name=axis_name,
         )
         metrics = {}
-        if not self.queue_size:
-            loss = losses.swav_loss(scores, **kw)
-            new_aux = aux
-        else:
+        codes, new_aux = None, aux
+        if self.queue_size:
             use_queue = (step >= self.queue_start_step) & (aux["queue_filled"] >= self.queue_size)
-            queue_scores = self._queue_scores(params, aux["queue"], axis_name)
-            loss = lax.cond(
+            # Only the codes (targets, no gradient) depend on the queue, so only they are
+            # computed under the branch: the queue is scored only when it is in use, and
+            # the differentiable part of the loss stays outside the conditional.
+            targets = [lax.stop_gradient(s) for s in scores]
+            codes = lax.cond(
                 use_queue,
-                lambda: losses.swav_loss(scores, queue_scores=queue_scores, **kw),
-                lambda: losses.swav_loss(scores, **kw),
+                lambda: losses.swav_codes(
+                    targets,
+                    queue_scores=self._queue_scores(params, aux["queue"], axis_name),
+                    **code_kw,
+                ),
+                lambda: losses.swav_codes(targets, **code_kw),
             )
             new_aux = self._push(aux, emb[: self.num_high_res], step, axis_name)
             metrics["queue_in_use"] = use_queue.astype(jnp.float32)
+        loss = losses.swav_loss(scores, temperature=self.temperature, codes=codes, **code_kw)
         out = LossOutput(
             batch_stats=stats,
             aux=new_aux,

@@ -49,3 +49,35 @@ def test_eigen_dots_takes_only_the_dot_type_out_of_the_step_options():
         "LIBRARY_FUSION_TYPE_REDUCE",
         "LIBRARY_FUSION_TYPE_ELTWISE",
     }
+
+
+@pytest.mark.parametrize("queue_in_use", [False, True])
+def test_swav_whole_loss_in_cond_is_the_same_loss(queue_in_use):
+    from ssl_jax import build
+    from tests.methods import harness
+
+    method = build.method(harness.tiny_config("swav"), harness.NUM_TRAIN_EXAMPLES)
+    x, _ = harness.images(0)
+    state = method.init(jax.random.key(0), x)
+    views = method.views(jax.random.split(jax.random.key(1), x.shape[0]), x)
+    queue = jax.random.normal(jax.random.key(2), state["aux"]["queue"].shape)
+    aux = dict(
+        queue=queue / np.linalg.norm(queue, axis=-1, keepdims=True),
+        queue_filled=np.int32(method.queue_size if queue_in_use else 0),
+    )
+
+    @jax.jit
+    def loss_and_grads(params):
+        def f(p):
+            loss, out = method.loss(p, state["batch_stats"], aux, views, None, 5)
+            return loss, out.metrics
+
+        return jax.value_and_grad(f, has_aux=True)(params)
+
+    (loss, metrics), grads = loss_and_grads(state["params"])
+    with baselines.swav_whole_loss_in_cond():
+        (loss_b, metrics_b), grads_b = jax.jit(loss_and_grads.__wrapped__)(state["params"])
+    assert metrics["queue_in_use"] == metrics_b["queue_in_use"] == float(queue_in_use)
+    np.testing.assert_allclose(loss_b, loss, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_b), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.losses import sinkhorn_knopp, swav_loss
+from ssl_jax.losses import sinkhorn_knopp, swav_codes, swav_loss
 from tests.losses.helpers import fd_grad
 
 
@@ -149,6 +149,28 @@ def test_swav_loss_with_queue_matches_numpy():
     np.testing.assert_array_equal(grad, 0.0)
 
 
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_swav_codes_match_numpy_and_feed_the_loss(with_queue):
+    scores = cosine_scores(8, 3, 4, 6)
+    queue = cosine_scores(9, 2, 10, 6) if with_queue else None
+    codes = swav_codes(scores, num_iters=4, queue_scores=queue)
+    ref = np_swav_codes(scores, 2, 0.05, 4, queue_scores=queue)
+    for c, r in zip(codes, ref, strict=True):
+        assert c.shape == (4, 6)
+        np.testing.assert_allclose(c, r, rtol=1e-4, atol=1e-6)
+    # Given codes, the loss is the numpy loss on them, and its gradient is that of the
+    # loss with the codes held fixed (none flows into them).
+    fn = lambda *s: swav_loss(list(s), codes=codes)
+    value, grads = jax.value_and_grad(fn, argnums=(0, 1, 2))(*scores)
+    np.testing.assert_allclose(value, np_swav_loss(scores, ref, 0.1), rtol=2e-5)
+    np.testing.assert_allclose(value, swav_loss(scores, num_iters=4, queue_scores=queue), rtol=1e-6)
+    fd = fd_grad(lambda *s: np_swav_loss(list(s), ref, 0.1), scores)
+    for g, g_ref in zip(grads, fd, strict=True):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=2e-5)
+    code_grad = jax.grad(lambda c: swav_loss(scores, codes=list(c)))(jnp.stack(codes))
+    np.testing.assert_array_equal(code_grad, 0.0)
+
+
 def test_swav_loss_lower_when_crops_agree():
     scores = cosine_scores(7, 4, 8, 5)
     agreeing = [scores[0]] * 4
@@ -171,3 +193,11 @@ def test_swav_loss_errors():
         swav_loss([s, s], queue_scores=[s])
     with pytest.raises(ValueError, match="3 prototypes"):
         swav_loss([s, s], queue_scores=[s, jnp.ones((4, 2))])
+    with pytest.raises(ValueError, match="either codes or queue_scores"):
+        swav_loss([s, s], codes=[s, s], queue_scores=[s, s])
+    with pytest.raises(ValueError, match="codes needs one array per high-resolution crop"):
+        swav_loss([s, s], codes=[s])
+    with pytest.raises(ValueError, match=r"codes\[1\] must have \[4, 3\]"):
+        swav_loss([s, s], codes=[s, jnp.ones((5, 3))])
+    with pytest.raises(ValueError, match="num_high_res must be an integer in"):
+        swav_codes([s, s], num_high_res=3)

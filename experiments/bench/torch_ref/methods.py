@@ -208,14 +208,14 @@ class Peer:
         if self.queue is None:
             return losses.swav(scores, **kw), h[:n], (emb[0], emb[1])
         size = self.queue.shape[1]
-        # ssl_jax scores the queue against the current prototypes every step, in use or not
-        # (XLA keeps both matmuls outside the branch), so the peer does too.
-        with torch.no_grad():  # targets only
-            kernel = self.net["prototypes"].kernel
-            queue_scores = [self.queue[i] @ kernel for i in range(NUM_HIGH_RES)]
         active = self.step_count >= self.queue_start
         use = active and self.queue_filled >= size
-        loss = losses.swav(scores, queue_scores=queue_scores if use else None, **kw)
+        queue_scores = None
+        if use:  # as ssl_jax: the queue is scored against the current prototypes when used
+            with torch.no_grad():  # targets only
+                kernel = self.net["prototypes"].kernel
+                queue_scores = [self.queue[i] @ kernel for i in range(NUM_HIGH_RES)]
+        loss = losses.swav(scores, queue_scores=queue_scores, **kw)
         if active:  # newest first
             new = torch.stack([e.detach() for e in emb[:NUM_HIGH_RES]])
             self.queue = torch.cat([new, self.queue], 1)[:, :size]
