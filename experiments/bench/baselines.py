@@ -15,6 +15,8 @@ pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
 ``constant_zeros`` gives ``batch_norm`` back its constant ReLU floor and count ``n``
 (before ``batch_norm._channel_zero``); ``eigen_dots`` gives the step's XLA:CPU options back
 their dots in Eigen (before ``LIBRARY_FUSION_TYPE_DOT`` in ``ssl_jax.train.xla_cpu``);
+``xla_transposed_conv`` gives strided convolutions back XLA's input gradient (a
+convolution with ``lhs_dilation``, before ``ssl_jax.models.strided_conv``);
 ``swav_whole_loss_in_cond`` gives SwAV's loss back its conditional around the whole loss
 with the queue scored every step (before the conditional around the codes only);
 ``step_bench.before_after`` times each against the current code.
@@ -33,7 +35,14 @@ from ssl_jax.augment import color
 from ssl_jax.methods import swav
 from ssl_jax.methods.base import LossOutput
 from ssl_jax.methods.common import apply_train, l2_normalize, multi_crop_forward, split_views
-from ssl_jax.models import batch_norm, convnet, max_pool, small_map_conv, weight_grad
+from ssl_jax.models import (
+    batch_norm,
+    convnet,
+    max_pool,
+    small_map_conv,
+    strided_conv,
+    weight_grad,
+)
 from ssl_jax.train import xla_cpu
 
 
@@ -212,3 +221,9 @@ def _swav_loss_whole_in_cond(self, params, batch_stats, aux, views, rng, step, *
 def swav_whole_loss_in_cond():
     """Within the block, SwAV steps traced use :func:`_swav_loss_whole_in_cond`."""
     return mock.patch.object(swav.SwAV, "loss", _swav_loss_whole_in_cond)
+
+
+def xla_transposed_conv():
+    """Within the block, encoders traced leave strided convolutions' input gradients to
+    XLA (a convolution with ``lhs_dilation``)."""
+    return mock.patch.object(strided_conv, "phase_decomposable", lambda *shapes: False)

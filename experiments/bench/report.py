@@ -375,6 +375,9 @@ def write(run: dict, out: Path) -> None:
             run, "channel_zero", "constant zeros", "per-channel zeros"
         ),
         "SPEEDUP_YNN_DOTS": before_after_table(run, "ynn_dots", "Eigen dots", "YNNPACK dots"),
+        "SPEEDUP_STRIDED_CONV": before_after_table(
+            run, "strided_conv", "`lhs_dilation` (XLA)", "by phases"
+        ),
         "SPEEDUP_SWAV_CODES": before_after_table(
             run, "swav_codes_cond", "whole loss under `lax.cond`", "codes only under `lax.cond`"
         ),

@@ -10,7 +10,7 @@
    ssl_jax's, every entry of ``step_bench.BEFORE`` (small-map convolution, max-pool,
    weight-gradient barrier, batch-norm, ReLU after the pool, the pool's selects,
    batch-norm's per-channel zeros, YNNPACK dots on Barlow Twins, SwAV's conditional around
-   its codes only), one step per call
+   its codes only, strided convolutions' input gradient by phases), one step per call
    against the loop's, and where the time goes (``profile_step.py``), SimCLR ResNet-18 at
    batch 64 unless named.
 4. Scaling: step time and memory against batch size, time and compile time against fake
@@ -157,6 +157,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
     swav_codes_cond = run(
         "swav_codes_cond", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps
     )
+    strided_conv = run("strided_conv", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
     small_map = run(
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
@@ -217,6 +218,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         xla_options=xla_options,
         ynn_dots=ynn_dots,
         swav_codes_cond=swav_codes_cond,
+        strided_conv=strided_conv,
         small_map=small_map,
         max_pool=max_pool,
         weight_grad=weight_grad,

@@ -50,6 +50,7 @@ KINDS = {
     "xla_options": functools.partial(step_bench.before_after, "xla_options"),
     "ynn_dots": functools.partial(step_bench.before_after, "ynn_dots"),
     "swav_codes_cond": functools.partial(step_bench.before_after, "swav_codes_cond"),
+    "strided_conv": functools.partial(step_bench.before_after, "strided_conv"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

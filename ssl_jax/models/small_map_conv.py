@@ -14,7 +14,8 @@ form only where the rewrite would fire on the forward convolution or on its inpu
 convolution (output smaller than the kernel) and leaves every other convolution to XLA. It
 is the convolution of every ``nn.Conv`` in ``ResNet`` and ``ConvNet``, so it also passes the
 kernel through ``weight_grad.separate_weight_gradient`` (multi-crop's weight gradients
-stay out of YNNPACK fusions).
+stay out of YNNPACK fusions) and gives strided convolutions an input gradient by phases
+(``strided_conv``: no ``lhs_dilation``, which XLA:CPU runs partly on one thread).
 """
 
 import math
@@ -22,7 +23,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from ssl_jax.models import weight_grad
+from ssl_jax.models import strided_conv, weight_grad
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -83,6 +84,8 @@ def conv_general_dilated(
         valid = min(out_hw) > 0 and min(map(min, pads)) >= 0
         if valid and _swap_prone(lhs.shape[1:3], kernel_hw, out_hw):
             return _im2col(lhs, rhs, tuple(window_strides), pads, precision)
+        if valid and strided_conv.phase_decomposable(lhs.shape[1:3], kernel_hw, window_strides):
+            return strided_conv.strided_conv(lhs, rhs, tuple(window_strides), pads, precision)
     return lax.conv_general_dilated(
         lhs,
         rhs,
