@@ -33,8 +33,6 @@ from jax import lax
 from ssl_jax import losses
 from ssl_jax.augment import color
 from ssl_jax.methods import swav
-from ssl_jax.methods.base import LossOutput
-from ssl_jax.methods.common import apply_train, l2_normalize, multi_crop_forward, split_views
 from ssl_jax.models import (
     batch_norm,
     convnet,
@@ -182,12 +180,7 @@ def eigen_dots():
 def _swav_loss_whole_in_cond(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
     """``SwAV.loss`` as it was: with a queue, the queue scored against the prototypes
     every step (in use or not) and the whole loss, its gradient too, under ``lax.cond``."""
-    n = views[0].shape[0]
-    (h, z, scores), stats = apply_train(
-        self.net, params, batch_stats, list(views), method=multi_crop_forward, train=True
-    )
-    scores = split_views(scores, len(views))
-    emb = split_views(l2_normalize(z), len(views))
+    h, scores, emb, stats = self.forward(params, batch_stats, views)
     kw = dict(
         num_high_res=self.num_high_res,
         temperature=self.temperature,
@@ -208,14 +201,7 @@ def _swav_loss_whole_in_cond(self, params, batch_stats, aux, views, rng, step, *
         )
         new_aux = self._push(aux, emb[: self.num_high_res], step, axis_name)
         metrics["queue_in_use"] = use_queue.astype(jnp.float32)
-    out = LossOutput(
-        batch_stats=stats,
-        aux=new_aux,
-        metrics={"swav": loss, **metrics},
-        embeddings=(emb[0], emb[1]),
-        features=h[:n],
-    )
-    return loss, out
+    return loss, self.output(loss, stats, new_aux, metrics, h, emb)
 
 
 def swav_whole_loss_in_cond():

@@ -121,13 +121,32 @@ class SwAV(SiameseMethod):
             }
         return {"params": params, "batch_stats": stats, "aux": aux}
 
-    def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
-        n = views[0].shape[0]
+    def forward(self, params, batch_stats, views):
+        """The multi-crop forward pass in train mode.
+
+        Returns:
+          ``(h, scores, emb, batch_stats)``: the backbone features of all crops, then per
+          crop the prototype scores and the L2-normalised projections, and the new BN
+          statistics.
+        """
         (h, z, scores), stats = apply_train(
             self.net, params, batch_stats, list(views), method=multi_crop_forward, train=True
         )
-        scores = split_views(scores, len(views))
-        emb = split_views(l2_normalize(z), len(views))
+        return h, split_views(scores, len(views)), split_views(l2_normalize(z), len(views)), stats
+
+    @staticmethod
+    def output(loss, stats, aux, metrics, h, emb) -> LossOutput:
+        """The step's :class:`LossOutput`: monitors on the two global crops."""
+        return LossOutput(
+            batch_stats=stats,
+            aux=aux,
+            metrics={"swav": loss, **metrics},
+            embeddings=(emb[0], emb[1]),
+            features=h[: emb[0].shape[0]],
+        )
+
+    def loss(self, params, batch_stats, aux, views, rng, step, *, axis_name=None):
+        h, scores, emb, stats = self.forward(params, batch_stats, views)
         code_kw = dict(
             num_high_res=self.num_high_res,
             epsilon=self.epsilon,
@@ -154,14 +173,7 @@ class SwAV(SiameseMethod):
             new_aux = self._push(aux, emb[: self.num_high_res], step, axis_name)
             metrics["queue_in_use"] = use_queue.astype(jnp.float32)
         loss = losses.swav_loss(scores, temperature=self.temperature, codes=codes, **code_kw)
-        out = LossOutput(
-            batch_stats=stats,
-            aux=new_aux,
-            metrics={"swav": loss, **metrics},
-            embeddings=(emb[0], emb[1]),
-            features=h[:n],
-        )
-        return loss, out
+        return loss, self.output(loss, stats, new_aux, metrics, h, emb)
 
     def _queue_scores(self, params, queue, axis_name):
         # The codes are targets computed without gradient (Sinkhorn stops it too); the queue
