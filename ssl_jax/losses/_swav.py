@@ -84,12 +84,12 @@ def sinkhorn_knopp(
     return jnp.exp(log_q + log_b)
 
 
-def _check_scores(scores, num_high_res) -> list[jax.Array]:
+def _check_scores(scores, num_high_res, fn: str) -> list[jax.Array]:
     if hasattr(scores, "shape"):
-        raise ValueError("scores must be a list of [B, K] arrays, one per crop")
+        raise ValueError(f"{fn}: scores must be a list of [B, K] arrays, one per crop")
     scores = list(scores)
     if len(scores) < 2:
-        raise ValueError(f"swav_loss needs at least 2 crops, got {len(scores)}")
+        raise ValueError(f"{fn} needs at least 2 crops, got {len(scores)}")
     for i, s in enumerate(scores):
         _validate.check_rank(s, 2, f"scores[{i}]")
         _validate.check_same_shape(scores[0], s, ("scores[0]", f"scores[{i}]"))
@@ -134,7 +134,12 @@ def swav_codes(
     Returns:
       One ``[B, K]`` array per high-resolution crop.
     """
-    scores = _check_scores(scores, num_high_res)
+    scores = _check_scores(scores, num_high_res, "swav_codes")
+    return _codes(scores, num_high_res, epsilon, num_iters, queue_scores, axis_name)
+
+
+def _codes(scores, num_high_res, epsilon, num_iters, queue_scores, axis_name):
+    """:func:`swav_codes` of scores already checked."""
     if queue_scores is not None:
         queue_scores = _check_per_coded_crop(
             queue_scores, num_high_res, "queue_scores", k=scores[0].shape[1]
@@ -197,17 +202,10 @@ def swav_loss(
       Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
       Assignments", NeurIPS 2020 (Eq. 1-3; ``main_swav.py`` of facebookresearch/swav).
     """
-    scores = _check_scores(scores, num_high_res)
+    scores = _check_scores(scores, num_high_res, "swav_loss")
     _validate.check_positive(temperature, "temperature")
     if codes is None:
-        codes = swav_codes(
-            scores,
-            num_high_res=num_high_res,
-            epsilon=epsilon,
-            num_iters=num_iters,
-            queue_scores=queue_scores,
-            axis_name=axis_name,
-        )
+        codes = _codes(scores, num_high_res, epsilon, num_iters, queue_scores, axis_name)
     elif queue_scores is not None:
         raise ValueError("pass either codes or queue_scores, not both")
     else:

@@ -84,7 +84,7 @@ def conv_general_dilated(
         valid = min(out_hw) > 0 and min(map(min, pads)) >= 0
         if valid and _swap_prone(lhs.shape[1:3], kernel_hw, out_hw):
             return _im2col(lhs, rhs, tuple(window_strides), pads, precision)
-        if valid and strided_conv.phase_decomposable(lhs.shape[1:3], kernel_hw, window_strides):
+        if valid and strided_conv.phase_decomposable(lhs.shape[1:3], window_strides):
             return strided_conv.strided_conv(lhs, rhs, tuple(window_strides), pads, precision)
     return lax.conv_general_dilated(
         lhs,

@@ -27,11 +27,11 @@ from jax import lax
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def phase_decomposable(in_hw, kernel_hw, strides) -> bool:
+def phase_decomposable(in_hw, strides) -> bool:
     """Whether :func:`strided_conv` applies: some stride > 1 and every spatial size a
     multiple of its stride (the phases then interleave into the whole input)."""
     return any(s > 1 for s in strides) and all(
-        n % s == 0 and k >= 1 for n, k, s in zip(in_hw, kernel_hw, strides, strict=True)
+        n % s == 0 for n, s in zip(in_hw, strides, strict=True)
     )
 
 

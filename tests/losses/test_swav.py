@@ -179,9 +179,11 @@ def test_swav_loss_lower_when_crops_agree():
 
 def test_swav_loss_errors():
     s = jnp.ones((4, 3))
-    with pytest.raises(ValueError, match="at least 2 crops"):
+    with pytest.raises(ValueError, match="swav_loss needs at least 2 crops"):
         swav_loss([s])
-    with pytest.raises(ValueError, match="list of"):
+    with pytest.raises(ValueError, match="swav_codes needs at least 2 crops"):
+        swav_codes([s])
+    with pytest.raises(ValueError, match="swav_loss: scores must be a list of"):
         swav_loss(jnp.ones((2, 4, 3)))
     with pytest.raises(ValueError, match="same shape"):
         swav_loss([s, jnp.ones((4, 2))])
