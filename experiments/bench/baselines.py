@@ -17,6 +17,8 @@ pooled blocks a separate ``nn.relu`` (before the selects and the folded ReLU);
 their dots in Eigen (before ``LIBRARY_FUSION_TYPE_DOT`` in ``ssl_jax.train.xla_cpu``);
 ``xla_transposed_conv`` gives strided convolutions back XLA's input gradient (a
 convolution with ``lhs_dilation``, before ``ssl_jax.models.strided_conv``);
+``im2col_small_maps`` gives convolutions of maps smaller than the kernel back their im2col
+product (before ``ssl_jax.models.map_matrix_conv``);
 ``swav_whole_loss_in_cond`` gives SwAV's loss back its conditional around the whole loss
 with the queue scored every step (before the conditional around the codes only);
 ``step_bench.before_after`` times each against the current code.
@@ -36,6 +38,7 @@ from ssl_jax.methods import swav
 from ssl_jax.models import (
     batch_norm,
     convnet,
+    map_matrix_conv,
     max_pool,
     small_map_conv,
     strided_conv,
@@ -213,3 +216,9 @@ def xla_transposed_conv():
     """Within the block, encoders traced leave strided convolutions' input gradients to
     XLA (a convolution with ``lhs_dilation``)."""
     return mock.patch.object(strided_conv, "phase_decomposable", lambda *shapes: False)
+
+
+def im2col_small_maps():
+    """Within the block, encoders traced give every convolution of a map smaller than its
+    kernel to im2col (its patches and one product), not to the map matrix."""
+    return mock.patch.object(map_matrix_conv, "pays", lambda *shapes: False)

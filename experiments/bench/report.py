@@ -378,6 +378,7 @@ def write(run: dict, out: Path) -> None:
         "SPEEDUP_STRIDED_CONV": before_after_table(
             run, "strided_conv", "`lhs_dilation` (XLA)", "by phases"
         ),
+        "SPEEDUP_MAP_MATRIX": before_after_table(run, "map_matrix", "im2col", "map matrix"),
         "SPEEDUP_SWAV_CODES": before_after_table(
             run, "swav_codes_cond", "whole loss under `lax.cond`", "codes only under `lax.cond`"
         ),

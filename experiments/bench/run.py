@@ -158,6 +158,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         "swav_codes_cond", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps
     )
     strided_conv = run("strided_conv", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
+    map_matrix = run("map_matrix", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps)
     small_map = run(
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
@@ -219,6 +220,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         ynn_dots=ynn_dots,
         swav_codes_cond=swav_codes_cond,
         strided_conv=strided_conv,
+        map_matrix=map_matrix,
         small_map=small_map,
         max_pool=max_pool,
         weight_grad=weight_grad,

@@ -118,9 +118,17 @@ BEFORE = {
     "ynn_dots": baselines.eigen_dots,
     "swav_codes_cond": baselines.swav_whole_loss_in_cond,
     "strided_conv": baselines.xla_transposed_conv,
+    "map_matrix": baselines.im2col_small_maps,
 }
 # Changes timed at the training loop's steps per call (the others at one step per call).
-LOOP_K = ("xla_options", "steps_per_call", "ynn_dots", "swav_codes_cond", "strided_conv")
+LOOP_K = (
+    "xla_options",
+    "steps_per_call",
+    "ynn_dots",
+    "swav_codes_cond",
+    "strided_conv",
+    "map_matrix",
+)
 
 
 def before_after(change: str, case: str, batch: int, reps: int) -> dict:

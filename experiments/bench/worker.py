@@ -51,6 +51,7 @@ KINDS = {
     "ynn_dots": functools.partial(step_bench.before_after, "ynn_dots"),
     "swav_codes_cond": functools.partial(step_bench.before_after, "swav_codes_cond"),
     "strided_conv": functools.partial(step_bench.before_after, "strided_conv"),
+    "map_matrix": functools.partial(step_bench.before_after, "map_matrix"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

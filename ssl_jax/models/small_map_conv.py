@@ -23,7 +23,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from ssl_jax.models import strided_conv, weight_grad
+from ssl_jax.models import map_matrix_conv, strided_conv, weight_grad
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -83,6 +83,10 @@ def conv_general_dilated(
         out_hw = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in sizes]
         valid = min(out_hw) > 0 and min(map(min, pads)) >= 0
         if valid and _swap_prone(lhs.shape[1:3], kernel_hw, out_hw):
+            if map_matrix_conv.pays(lhs.shape[1:3], kernel_hw):
+                return map_matrix_conv.map_matrix_conv(
+                    lhs, rhs, tuple(window_strides), pads, precision
+                )
             return _im2col(lhs, rhs, tuple(window_strides), pads, precision)
         if valid and strided_conv.phase_decomposable(lhs.shape[1:3], window_strides):
             return strided_conv.strided_conv(lhs, rhs, tuple(window_strides), pads, precision)

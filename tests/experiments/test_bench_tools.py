@@ -10,8 +10,9 @@ import mmap
 
 import jax
 import jax.numpy as jnp
+import pytest
 
-from experiments.bench import conv_epilogue, profile_step, timing
+from experiments.bench import conv_epilogue, cpu_split, profile_step, timing
 from ssl_jax.train import xla_cpu
 
 _PAGES = 4096
@@ -91,3 +92,40 @@ def test_conv_epilogue_reads_the_library_off_the_compiled_module():
     assert all(r["engine"] in ("YNNPACK", "Eigen") and r["median_ms"] > 0 for r in out.values())
     # The step's options send convolutions to Eigen; a select after one keeps it there.
     assert out["none"]["engine"] == out["relu_mask"]["engine"] == "Eigen"
+
+
+_PERF_REPORT = """\
+# Overhead       Samples  Shared Object     Symbol
+# ........  ............  ................  ......
+#
+    60.00%          6000  [JIT] tid 2294    [.] 0x00007f0a13f970ec
+     9.00%   900  libjax_common.so  [.] Eigen::internal::gemm_pack<Eigen::ThreadPoolDevice>::run
+     5.00%           500  libjax_common.so  [.] ynn::dot_fp32_4x64x1_1x16x1_avx512
+     4.00%           400  libjax_common.so  [.] ynn::multiply_fp32_x86_avx512f_avx512bw
+     3.00%           300  libjax_common.so  [.] Eigen::ThreadPoolTempl<tsl::Env>::WorkerLoop(int)
+     2.00%           200  [kernel.kallsyms]  [k] clear_page_erms
+     1.00%           100  libgomp.so.1      [.] 0x000000000001e02a
+     1.00%           100  libc.so.6         [.] __memmove_avx512_unaligned_erms
+     1.00%           100  libtorch_cpu.so   [.] dnnl::impl::cpu::x64::brgemm_conv_t<1>::execute
+     1.00%           100  libtorch_cpu.so   [.] at::native::add_kernel
+"""
+
+
+def test_cpu_split_sorts_samples_by_kind_of_code():
+    # 1000 samples per CPU second over 2 steps: 6000 samples are 3 s per step.
+    r = cpu_split.split(_PERF_REPORT, freq=1000, steps=2)
+    want = dict(
+        jit_code=3.0,
+        eigen_pack=0.45,  # Eigen::ThreadPoolDevice among its template arguments is no pool
+        ynnpack_dot=0.25,
+        ynnpack_other=0.2,
+        threading=0.2,  # the pool's worker loop and OpenMP
+        kernel=0.1,
+        libc=0.05,
+        onednn_host=0.05,
+        framework=0.05,
+    )
+    for kind in cpu_split.KINDS:
+        assert r["cpu_s_per_step"][kind] == pytest.approx(want.get(kind, 0.0)), kind
+    assert r["total_cpu_s_per_step"] == pytest.approx(sum(want.values()))
+    assert r["top"][0] == ["[JIT]", pytest.approx(3.0)]
