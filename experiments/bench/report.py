@@ -341,6 +341,27 @@ def plots(run: dict, out: Path) -> list[str]:
     return [make(rows, out) for make, rows in makers if rows]
 
 
+def cpu_split_table(out: Path) -> list[str]:
+    """``cpu_split.py``'s CPU seconds per step by kind of code, one row per case and side."""
+    path = out / "cpu_split.json"
+    if not path.exists():
+        return ["(not measured yet: `cpu_split.py` writes `cpu_split.json`)"]
+    from experiments.bench.cpu_split import KINDS
+
+    rows = [
+        f"| case | side | step (s) | CPU (s) | {' | '.join(KINDS)} | measured |",
+        "|---|---|---:|---:|" + "---:|" * len(KINDS) + "---|",
+    ]
+    for key, r in json.loads(path.read_text()).items():
+        for side, d in r["sides"].items():
+            cpu = " | ".join(_f(d["cpu_s_per_step"][k], 2) for k in KINDS)
+            rows.append(
+                f"| {key} | {side} | {_f(d['step_s'])} | {_f(d['total_cpu_s_per_step'], 2)} "
+                f"| {cpu} | {r['date']}, {_machine(r['machine'])} |"
+            )
+    return rows
+
+
 def write(run: dict, out: Path) -> None:
     m = run["machine"]
     plot_names = plots(run, out / "plots")
@@ -379,6 +400,7 @@ def write(run: dict, out: Path) -> None:
             run, "strided_conv", "`lhs_dilation` (XLA)", "by phases"
         ),
         "SPEEDUP_MAP_MATRIX": before_after_table(run, "map_matrix", "im2col", "map matrix"),
+        "CPU_SPLIT": cpu_split_table(out),
         "SPEEDUP_SWAV_CODES": before_after_table(
             run, "swav_codes_cond", "whole loss under `lax.cond`", "codes only under `lax.cond`"
         ),
