@@ -11,7 +11,9 @@ same convolution is a GEMM: 40 ms instead of 1.8 s for ``[96, 2, 2, 512]`` (fwd 
 
 ``conv_general_dilated`` has ``lax.conv_general_dilated``'s signature; it takes the im2col
 form only where the rewrite would fire on the forward convolution or on its input-gradient
-convolution (output smaller than the kernel) and leaves every other convolution to XLA. It
+convolution (output smaller than the kernel) and leaves every other convolution to XLA;
+where the input map itself has fewer pixels than the kernel has taps it takes one product
+with the map matrix instead (``map_matrix_conv``: no products with padding). It
 is the convolution of every ``nn.Conv`` in ``ResNet`` and ``ConvNet``, so it also passes the
 kernel through ``weight_grad.separate_weight_gradient`` (multi-crop's weight gradients
 stay out of YNNPACK fusions) and gives strided convolutions an input gradient by phases
@@ -60,7 +62,8 @@ def conv_general_dilated(
     precision=None,
     preferred_element_type=None,
 ):
-    """``lax.conv_general_dilated``, as a GEMM for NHWC maps smaller than the kernel."""
+    """``lax.conv_general_dilated``, as a GEMM for NHWC maps smaller than the kernel
+    (module docstring)."""
     rhs = weight_grad.separate_weight_gradient(rhs)
     plain = (
         lhs.ndim == 4

@@ -1,6 +1,7 @@
 """Shared helpers for the model tests: parameter counting, random (non-init) weights, a
-small ConvNet training step to compare code paths on, and the YNNPACK fusions of a compiled
-module."""
+small ConvNet training step to compare code paths on, the primitives of a traced function,
+a small ResNet's gradients with and without a benchmark baseline, and the YNNPACK fusions
+of a compiled module."""
 
 import re
 
@@ -88,3 +89,43 @@ def ynn_fusion_bodies(hlo: str) -> list[str]:
     return [
         bodies[c] for c in re.findall(r"^\s*%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", hlo, re.M)
     ]
+
+
+def primitives(fn, *args) -> set[str]:
+    """The primitives of ``fn``'s jaxpr, those of the jaxprs it calls included."""
+
+    def walk(jaxpr):
+        for e in jaxpr.eqns:
+            yield e.primitive.name
+            for p in e.params.values():
+                inner = getattr(p, "jaxpr", p)
+                if hasattr(inner, "eqns"):
+                    yield from walk(inner)
+
+    return set(walk(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def assert_resnet_grads_unchanged_by(baseline, input_hw) -> None:
+    """A small CIFAR ResNet's parameter and input gradients (random weights, train mode)
+    are the same with the current code and within ``baseline()``, a benchmark "before"."""
+    from ssl_jax.models import ResNet
+
+    model = ResNet(stage_sizes=(1, 1, 1), stem="cifar", zero_init_residual=False)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, *input_hw, 3)), jnp.float32)
+    variables = randomize(model.init(jax.random.key(0), x, train=False), 3)
+
+    def grads():
+        def loss(params, x):
+            out, _ = model.apply(
+                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+            )
+            return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1]))
+
+        return jax.jit(jax.grad(loss, (0, 1)))(variables["params"], x)
+
+    now = grads()
+    with baseline():
+        before = grads()
+    # float32 sums in another order: compare on the scale of each array.
+    for a, b in zip(jax.tree.leaves(now), jax.tree.leaves(before), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())

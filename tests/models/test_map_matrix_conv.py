@@ -11,6 +11,7 @@ from jax import lax
 from experiments.bench import baselines
 from ssl_jax.models import map_matrix_conv, small_map_conv
 from tests.models import numpy_ref as ref
+from tests.models.common import assert_resnet_grads_unchanged_by, primitives
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -85,15 +86,7 @@ def _primitives(shape, stride=1):
             x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=NHWC
         )
 
-    def walk(jaxpr):
-        for e in jaxpr.eqns:
-            yield e.primitive.name
-            for p in e.params.values():
-                inner = getattr(p, "jaxpr", p)
-                if hasattr(inner, "eqns"):
-                    yield from walk(inner)
-
-    return set(walk(jax.make_jaxpr(fwd)(x, w).jaxpr))
+    return primitives(fwd, x, w)
 
 
 def test_encoders_convolution_takes_the_map_matrix_below_the_taps():
@@ -108,24 +101,4 @@ def test_encoders_convolution_takes_the_map_matrix_below_the_taps():
 
 
 def test_resnet_on_small_crops_gradients_match_im2col():
-    from ssl_jax.models import ResNet
-    from tests.models.common import randomize
-
-    model = ResNet(stage_sizes=(1, 1, 1), stem="cifar", zero_init_residual=False)
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 8, 3)), jnp.float32)
-    variables = randomize(model.init(jax.random.key(0), x, train=False), 3)
-
-    def grads():
-        def loss(params, x):
-            out, _ = model.apply(
-                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
-            )
-            return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1]))
-
-        return jax.jit(jax.grad(loss, (0, 1)))(variables["params"], x)
-
-    now = grads()
-    with baselines.im2col_small_maps():
-        before = grads()
-    for a, b in zip(jax.tree.leaves(now), jax.tree.leaves(before), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+    assert_resnet_grads_unchanged_by(baselines.im2col_small_maps, (8, 8))

@@ -9,29 +9,15 @@ from jax import lax
 
 from ssl_jax.models import ConvNet, resnet18, small_map_conv
 from tests.models import numpy_ref as ref
-from tests.models.common import randomize
+from tests.models.common import primitives, randomize
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _ops(fn, *args):
-    """The primitives of ``fn``'s jaxpr, those of the jaxprs it calls included."""
-
-    def walk(jaxpr):
-        for e in jaxpr.eqns:
-            yield e.primitive.name
-            for p in e.params.values():
-                inner = getattr(p, "jaxpr", p)
-                if hasattr(inner, "eqns"):
-                    yield from walk(inner)
-
-    return set(walk(jax.make_jaxpr(fn)(*args).jaxpr))
-
-
 @pytest.mark.parametrize(
-    "shape, cout, stride, im2col",
+    "shape, cout, stride, gemm",
     [
-        ((3, 2, 2, 5), 4, 1, True),  # 2x2 map, 3x3 kernel: the multi-crop stage-4 case
+        ((3, 2, 2, 5), 4, 1, True),  # 2x2 map, 3x3 kernel: multi-crop stage 4 (map matrix)
         ((3, 1, 1, 5), 4, 1, True),
         ((3, 4, 4, 5), 6, 2, True),  # 4x4 -> 2x2: the input gradient would swap
         ((3, 2, 3, 5), 4, 1, True),  # 6 < 9 positions
@@ -39,7 +25,7 @@ def _ops(fn, *args):
         ((3, 8, 8, 5), 6, 2, False),  # strided: the input gradient by phases
     ],
 )
-def test_values_and_gradients_match_xla_and_numpy(shape, cout, stride, im2col):
+def test_values_and_gradients_match_xla_and_numpy(shape, cout, stride, gemm):
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(np.float32)
     w = rng.normal(size=(3, 3, shape[-1], cout)).astype(np.float32)
@@ -60,15 +46,15 @@ def test_values_and_gradients_match_xla_and_numpy(shape, cout, stride, im2col):
         x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=NHWC
     )
     np.testing.assert_allclose(got, ref.conv2d(x.astype(np.float64), w, stride, 1), atol=1e-4)
-    fwd = _ops(
+    fwd = primitives(
         lambda x, w: small_map_conv.conv_general_dilated(
             x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=NHWC
         ),
         x,
         w,
     )
-    assert ("conv_general_dilated" not in fwd) == im2col
-    assert ("dot_general" in fwd) == im2col
+    assert ("conv_general_dilated" not in fwd) == gemm
+    assert ("dot_general" in fwd) == gemm
 
 
 def test_padding_strings_and_other_layouts():
@@ -76,7 +62,7 @@ def test_padding_strings_and_other_layouts():
     x = rng.normal(size=(2, 2, 2, 3)).astype(np.float32)
     w = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
     args = (x, w, (1, 1), "SAME")
-    assert "conv_general_dilated" not in _ops(
+    assert "conv_general_dilated" not in primitives(
         lambda a, b: small_map_conv.conv_general_dilated(a, b, *args[2:], dimension_numbers=NHWC),
         x,
         w,
@@ -91,14 +77,14 @@ def test_padding_strings_and_other_layouts():
     xc = np.transpose(x, (0, 3, 1, 2))
     wc = np.transpose(w, (3, 2, 0, 1))
     nchw = ("NCHW", "OIHW", "NCHW")
-    assert "conv_general_dilated" in _ops(
+    assert "conv_general_dilated" in primitives(
         lambda a, b: small_map_conv.conv_general_dilated(
             a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=nchw
         ),
         xc,
         wc,
     )
-    assert "conv_general_dilated" in _ops(
+    assert "conv_general_dilated" in primitives(
         lambda a, b: small_map_conv.conv_general_dilated(
             a, b, (1, 1), ((2, 2), (2, 2)), rhs_dilation=(2, 2), dimension_numbers=NHWC
         ),
@@ -121,7 +107,7 @@ def test_encoders_on_small_crops_equal_the_plain_convolution(model, monkeypatch)
     def run():
         return jax.jit(jax.value_and_grad(loss))(variables["params"], x)
 
-    assert "dot_general" in _ops(lambda p, x: loss(p, x), variables["params"], x)
+    assert "dot_general" in primitives(lambda p, x: loss(p, x), variables["params"], x)
     ours = run()
     monkeypatch.setattr(small_map_conv, "_swap_prone", lambda *a: False)
     plain = run()

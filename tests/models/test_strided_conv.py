@@ -9,6 +9,7 @@ from jax import lax
 
 from experiments.bench import baselines
 from ssl_jax.models import small_map_conv, strided_conv
+from tests.models.common import assert_resnet_grads_unchanged_by
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -75,25 +76,4 @@ def test_encoders_convolution_takes_the_phases_where_it_can():
 
 
 def test_resnet_gradients_match_xlas_input_gradient():
-    from ssl_jax.models import ResNet
-    from tests.models.common import randomize
-
-    model = ResNet(stage_sizes=(1, 1, 1), stem="cifar", zero_init_residual=False)
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 16, 16, 3)), jnp.float32)
-    variables = randomize(model.init(jax.random.key(0), x, train=False), 3)
-
-    def grads():
-        def loss(params, x):
-            out, _ = model.apply(
-                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
-            )
-            return jnp.sum(jnp.tanh(out) * jnp.arange(out.shape[-1]))
-
-        return jax.jit(jax.grad(loss, (0, 1)))(variables["params"], x)
-
-    now = grads()
-    with baselines.xla_transposed_conv():
-        before = grads()
-    # float32 sums in another order: compare on the scale of each array.
-    for a, b in zip(jax.tree.leaves(now), jax.tree.leaves(before), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+    assert_resnet_grads_unchanged_by(baselines.xla_transposed_conv, (16, 16))
