@@ -96,9 +96,9 @@ def split(report: str, freq: int, steps: int) -> dict:
         if not m:
             continue
         samples, dso, _, sym = m.groups()
-        s = int(samples) / freq / steps
-        by_kind[kind(dso, sym)] += s
-        name = "[JIT]" if kind(dso, sym) == "jit_code" else f"{dso}: {sym[:100]}"
+        s, k = int(samples) / freq / steps, kind(dso, sym)
+        by_kind[k] += s
+        name = "[JIT]" if k == "jit_code" else f"{dso}: {sym[:100]}"
         by_sym[name] = by_sym.get(name, 0.0) + s
     top = sorted(by_sym.items(), key=lambda kv: -kv[1])[:12]
     return dict(

@@ -59,7 +59,8 @@ def _kernel_grad(dm, taps, kernel_shape):
     return jnp.stack(per_tap).reshape(kernel_shape)
 
 
-def _out_hw(in_hw, kernel_hw, strides, pads):
+def output_hw(in_hw, kernel_hw, strides, pads) -> tuple[int, ...]:
+    """The output's spatial sizes for explicit ``pads`` ``((lo, hi), (lo, hi))``."""
     sizes = zip(in_hw, kernel_hw, strides, pads, strict=True)
     return tuple((n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in sizes)
 
@@ -73,7 +74,7 @@ def map_matrix_conv(x, kernel, strides, pads, precision=None):
 
 def _fwd(x, kernel, strides, pads, precision):
     b, in_hw, cout = x.shape[0], x.shape[1:3], kernel.shape[3]
-    out_hw = _out_hw(in_hw, kernel.shape[:2], strides, pads)
+    out_hw = output_hw(in_hw, kernel.shape[:2], strides, pads)
     m = _matrix(kernel, _taps(in_hw, out_hw, kernel.shape[:2], strides, pads))
     y = jnp.matmul(x.reshape(b, -1), m, precision=precision)
     return y.reshape(b, *out_hw, cout), (x, kernel, m)

@@ -82,8 +82,7 @@ def conv_general_dilated(
             if isinstance(padding, str)
             else tuple(tuple(p) for p in padding)
         )
-        sizes = zip(lhs.shape[1:3], pads, kernel_hw, window_strides, strict=True)
-        out_hw = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in sizes]
+        out_hw = map_matrix_conv.output_hw(lhs.shape[1:3], kernel_hw, window_strides, pads)
         valid = min(out_hw) > 0 and min(map(min, pads)) >= 0
         if valid and _swap_prone(lhs.shape[1:3], kernel_hw, out_hw):
             if map_matrix_conv.pays(lhs.shape[1:3], kernel_hw):
