@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.bench import cases, peers, report  # noqa: E402
+from experiments.bench import cases, peers, provenance, report  # noqa: E402
 
 
 def machine() -> dict:
@@ -80,16 +80,6 @@ def machine() -> dict:
         numpy=np.__version__,
         threads=len(os.sched_getaffinity(0)),
     )
-
-
-def commit() -> str:
-    """HEAD's short hash, with ``+dirty`` when tracked files differ from it."""
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
-
-    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
-    return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if dirty else "")
 
 
 class Runner:
@@ -126,7 +116,7 @@ class Runner:
             raise RuntimeError(f"{kind} {args} failed:\n{proc.stderr[-4000:]}")
         result = json.loads(lines[-1][len("RESULT ") :])
         self.done[key] = result
-        self.stamps[key] = dict(utc=_now(), commit=commit())
+        self.stamps[key] = dict(utc=_now(), commit=provenance.commit(ROOT, self.path.parent))
         self.save()
         return result
 
@@ -278,7 +268,12 @@ def main() -> None:
     print("PyTorch peers match ssl_jax (losses, gradients, LARS, parameter counts)", flush=True)
     run = Runner(out, a.resume, redo=a.redo)
     # A resumed run keeps the first sitting's date and command and lists every sitting.
-    sitting = dict(date=info["date"], command=command, commit=commit(), machine=info["machine"])
+    sitting = dict(
+        date=info["date"],
+        command=command,
+        commit=provenance.commit(ROOT, out),
+        machine=info["machine"],
+    )
     if a.resume and "date" in run.meta:
         info.update(date=run.meta["date"], command=run.meta["command"])
         sittings = run.meta.get("sittings") or [

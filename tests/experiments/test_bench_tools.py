@@ -1,18 +1,20 @@
 """The measuring tools of ``experiments/bench``: per-call CPU time and page faults in
 ``timing.interleave``, ``profile_step``'s kinds of instruction and wall time, and
-``conv_epilogue``'s reading of which library runs a convolution.
+``conv_epilogue``'s reading of which library runs a convolution, and the commit a
+measurement is stamped with (``provenance``).
 
 The benchmarks themselves (minutes to hours, PyTorch as the peer) are not tests; their
 results are committed under ``experiments/bench``.
 """
 
 import mmap
+import subprocess
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments.bench import conv_epilogue, cpu_split, profile_step, timing
+from experiments.bench import conv_epilogue, cpu_split, profile_step, provenance, timing
 from ssl_jax.train import xla_cpu
 
 _PAGES = 4096
@@ -129,3 +131,31 @@ def test_cpu_split_sorts_samples_by_kind_of_code():
         assert r["cpu_s_per_step"][kind] == pytest.approx(want.get(kind, 0.0)), kind
     assert r["total_cpu_s_per_step"] == pytest.approx(sum(want.values()))
     assert r["top"][0] == ["[JIT]", pytest.approx(3.0)]
+
+
+def test_commit_is_dirty_for_code_changes_not_for_the_benchmarks_own_outputs(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    bench = tmp_path / "experiments" / "bench"
+    (bench / "plots").mkdir(parents=True)
+    for name in ("details.json", "README.md", "plots/a.png", "run.py"):
+        (bench / name).write_text("0")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "m")
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    assert provenance.commit(tmp_path, bench) == head
+    for name in ("details.json", "README.md", "plots/a.png"):  # what a sitting rewrites
+        (bench / name).write_text("1")
+    (bench / "new.txt").write_text("untracked")
+    assert provenance.commit(tmp_path, bench) == head
+    # Another output folder: the outputs of this one are code changes again.
+    assert provenance.commit(tmp_path, tmp_path / "elsewhere") == head + "+dirty"
+    (bench / "details.json").write_text("0")
+    (bench / "README.md").write_text("0")
+    (bench / "plots" / "a.png").write_text("0")
+    (bench / "run.py").write_text("1")  # the code measured
+    assert provenance.commit(tmp_path, bench) == head + "+dirty"
