@@ -15,9 +15,8 @@ def commit(root: Path, outputs_dir: Path) -> str:
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout
 
-    skip = []
-    if outputs_dir.resolve().is_relative_to(root.resolve()):
-        here = outputs_dir.resolve().relative_to(root.resolve())
-        skip = [f":(exclude){here / name}" for name in OUTPUTS]
+    out, top = outputs_dir.resolve(), root.resolve()
+    here = out.relative_to(top) if out.is_relative_to(top) else None
+    skip = [f":(exclude){here / name}" for name in OUTPUTS] if here is not None else []
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *skip).strip()
     return git("rev-parse", "--short", "HEAD").strip() + ("+dirty" if dirty else "")

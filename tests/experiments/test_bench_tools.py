@@ -135,27 +135,27 @@ def test_cpu_split_sorts_samples_by_kind_of_code():
 
 def test_commit_is_dirty_for_code_changes_not_for_the_benchmarks_own_outputs(tmp_path):
     def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+        run = subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+        return run.stdout.decode().strip()
+
+    def write(names, text):
+        for name in names:
+            (bench / name).write_text(text)
 
     bench = tmp_path / "experiments" / "bench"
     (bench / "plots").mkdir(parents=True)
-    for name in ("details.json", "README.md", "plots/a.png", "run.py"):
-        (bench / name).write_text("0")
+    outputs = ("details.json", "README.md", "plots/a.png")  # what a sitting rewrites
+    write((*outputs, "run.py"), "0")
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "m")
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True
-    ).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD")
     assert provenance.commit(tmp_path, bench) == head
-    for name in ("details.json", "README.md", "plots/a.png"):  # what a sitting rewrites
-        (bench / name).write_text("1")
+    write(outputs, "1")
     (bench / "new.txt").write_text("untracked")
     assert provenance.commit(tmp_path, bench) == head
     # Another output folder: the outputs of this one are code changes again.
     assert provenance.commit(tmp_path, tmp_path / "elsewhere") == head + "+dirty"
-    (bench / "details.json").write_text("0")
-    (bench / "README.md").write_text("0")
-    (bench / "plots" / "a.png").write_text("0")
-    (bench / "run.py").write_text("1")  # the code measured
+    write(outputs, "0")
+    write(("run.py",), "1")  # the code measured
     assert provenance.commit(tmp_path, bench) == head + "+dirty"
