@@ -2,7 +2,7 @@
 
 Run by ``test_end_to_end.py``: ``python multiprocess_worker.py PID PORT DATA_DIR NAME OUT``.
 Writes ``OUT/p<PID>.npz`` with this process's host batches and the global batch as seen
-through ``to_global`` + ``process_allgather``.
+through ``to_global`` + ``process_allgather``, and the last two batches stacked the same way.
 """
 
 import os
@@ -53,7 +53,18 @@ def main(pid: int, port: str, data_dir: str, name: str, out: str) -> None:
             views = views_fn(jax.random.key(0), g["image"])
             assert all(v.sharding.is_equivalent_to(g["image"].sharding, 4) for v in views), views
             assert all(v.shape == (GLOBAL_BATCH, 32, 32, 3) for v in views)
-    np.savez(os.path.join(out, f"p{pid}.npz"), local=np.stack(local), gathered=np.stack(gathered))
+    # The last two steps' batches stacked for one call of 2 steps (``train.steps_per_call``):
+    # the processes' rows meet along dimension 1.
+    g = data.to_global({"image": np.stack(local[-2:])}, mesh, batch_dim=1)
+    assert g["image"].shape == (2, GLOBAL_BATCH, 32, 32, 3)
+    assert g["image"].sharding.spec == P(None, "data")
+    stacked = multihost_utils.process_allgather(g["image"], tiled=True)
+    np.savez(
+        os.path.join(out, f"p{pid}.npz"),
+        local=np.stack(local),
+        gathered=np.stack(gathered),
+        stacked=stacked,
+    )
     jax.distributed.shutdown()
 
 

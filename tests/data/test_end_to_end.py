@@ -123,6 +123,8 @@ def test_two_real_jax_processes(cifar_subset_source, train_keys, tmp_path):
     local0, local1, gathered = out[0]["local"], out[1]["local"], out[0]["gathered"]
     # The global batch is process 0's rows then process 1's: split exactly once.
     np.testing.assert_array_equal(gathered, np.concatenate([local0, local1], axis=1))
+    for p in (0, 1):  # two steps' batches stacked for one call: the same global batches
+        np.testing.assert_array_equal(out[p]["stacked"], gathered[-2:])
     half = N_TRAIN // 2
     keys = [_keys(loc.reshape(-1, 32, 32, 3))[:half] for loc in (local0, local1)]
     assert len(set(keys[0])) == len(set(keys[1])) == half

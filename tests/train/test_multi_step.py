@@ -32,7 +32,7 @@ def _setup(method_name: str, axis_name=None):
     step_fn = make_step_fn(
         method, tx, probe_tx, lr_schedule=build.lr_schedule(c, n), axis_name=axis_name
     )
-    batches = [dict(zip(("image", "label"), images(10 + i), strict=True)) for i in range(3)]
+    batches = [dict(zip(("image", "label"), images(10 + i), strict=True)) for i in range(2)]
     return state, step_fn, batches
 
 
@@ -47,10 +47,12 @@ def _assert_close(a, b):
 
 
 @pytest.mark.parametrize("method_name", ["simclr", "byol"])
-def test_one_call_of_three_steps_equals_three_calls(method_name, n_devices):
+def test_one_call_of_two_steps_equals_two_calls(method_name, n_devices):
+    # Two steps are enough to carry the state (BYOL's EMA target too) from one step to the
+    # next inside a call; each extra unrolled step adds to the compile time only.
     state, step_fn, batches = _setup(method_name)
     mesh, key = data_mesh(), jax.random.key(2)
-    single, triple = jit_step(step_fn, mesh), jit_step(step_fn, mesh, steps_per_call=3)
+    single, double = jit_step(step_fn, mesh), jit_step(step_fn, mesh, steps_per_call=2)
 
     one_by_one, metrics = jax.tree.map(jnp.copy, state), []
     for b in batches:
@@ -58,14 +60,14 @@ def test_one_call_of_three_steps_equals_three_calls(method_name, n_devices):
         metrics.append(jax.device_get(m))
     stacked = data.to_global(_stack(batches), mesh, batch_dim=1)
     assert stacked["image"].sharding.spec == P(None, "data")
-    together, m3 = triple(state, stacked, key)
+    together, m2 = double(state, stacked, key)
 
-    assert int(together.step) == 3
+    assert int(together.step) == 2
     _assert_close(one_by_one, together)
-    m3 = jax.device_get(m3)
-    assert set(m3) == set(metrics[0])
-    for k, v in m3.items():
-        assert v.shape == (3,), k
+    m2 = jax.device_get(m2)
+    assert set(m2) == set(metrics[0])
+    for k, v in m2.items():
+        assert v.shape == (2,), k
         np.testing.assert_allclose(v, [m[k] for m in metrics], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
@@ -79,12 +81,12 @@ def test_pmap_call_of_two_steps_equals_two_calls(n_devices):
         return x.reshape(n_devices, -1, *x.shape[1:])
 
     one_by_one, losses = flax.jax_utils.replicate(state), []
-    for b in batches[:2]:
+    for b in batches:
         one_by_one, m = single(one_by_one, jax.tree.map(split, b), key)
         losses.append(float(m["loss"][0]))
     # [2, B, ...] -> [devices, 2, B / devices, ...]
     stacked = jax.tree.map(
-        lambda x: np.moveaxis(split(np.moveaxis(x, 0, 1)), 1, 2), _stack(batches[:2])
+        lambda x: np.moveaxis(split(np.moveaxis(x, 0, 1)), 1, 2), _stack(batches)
     )
     together, m2 = double(flax.jax_utils.replicate(state), stacked, key)
 
