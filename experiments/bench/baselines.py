@@ -21,6 +21,8 @@ convolution with ``lhs_dilation``, before ``ssl_jax.models.strided_conv``);
 product (before ``ssl_jax.models.map_matrix_conv``);
 ``swav_whole_loss_in_cond`` gives SwAV's loss back its conditional around the whole loss
 with the queue scored every step (before the conditional around the codes only);
+``maximum_relu_without_autodiff`` gives ``batch_norm``'s passes without autodiff back
+their ``max`` ReLU (before ``batch_norm._select_relu``);
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -222,3 +224,10 @@ def im2col_small_maps():
     """Within the block, encoders traced give every convolution of a map smaller than its
     kernel to im2col (its patches and one product), not to the map matrix."""
     return mock.patch.object(map_matrix_conv, "pays", lambda *shapes: False)
+
+
+def maximum_relu_without_autodiff():
+    """Within the block, batch-norms traced without autodiff (a target network's forward
+    pass, evaluation) take their ReLU as a ``max``, which YNNPACK's element-wise fusion
+    takes into the next convolution as its prologue."""
+    return mock.patch.object(batch_norm, "_select_relu", jnp.maximum)

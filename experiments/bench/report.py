@@ -400,6 +400,9 @@ def write(run: dict, out: Path) -> None:
             run, "strided_conv", "`lhs_dilation` (XLA)", "by phases"
         ),
         "SPEEDUP_MAP_MATRIX": before_after_table(run, "map_matrix", "im2col", "map matrix"),
+        "SPEEDUP_SELECT_RELU": before_after_table(
+            run, "select_relu", "`max` ReLU without autodiff", "select ReLU without autodiff"
+        ),
         "CPU_SPLIT": cpu_split_table(out),
         "SPEEDUP_SWAV_CODES": before_after_table(
             run, "swav_codes_cond", "whole loss under `lax.cond`", "codes only under `lax.cond`"

@@ -119,6 +119,7 @@ BEFORE = {
     "swav_codes_cond": baselines.swav_whole_loss_in_cond,
     "strided_conv": baselines.xla_transposed_conv,
     "map_matrix": baselines.im2col_small_maps,
+    "select_relu": baselines.maximum_relu_without_autodiff,
 }
 # Changes timed at the training loop's steps per call (the others at one step per call).
 LOOP_K = (
@@ -128,6 +129,7 @@ LOOP_K = (
     "swav_codes_cond",
     "strided_conv",
     "map_matrix",
+    "select_relu",
 )
 
 

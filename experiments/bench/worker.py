@@ -52,6 +52,7 @@ KINDS = {
     "swav_codes_cond": functools.partial(step_bench.before_after, "swav_codes_cond"),
     "strided_conv": functools.partial(step_bench.before_after, "strided_conv"),
     "map_matrix": functools.partial(step_bench.before_after, "map_matrix"),
+    "select_relu": functools.partial(step_bench.before_after, "select_relu"),
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

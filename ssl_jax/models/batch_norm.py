@@ -25,6 +25,18 @@ Statistics are computed in float32 (at least), as Flax does: mean and ``E[x^2] -
 clipped at 0, averaged over ``axis_name`` (``pmap``) if given. The running averages take
 them without gradient.
 
+In evaluation mode, and in the training pass without autodiff (a momentum target
+network's forward pass), the ReLU is a select, ``where(y < 0, 0, y)``, equal to
+``max(y, 0)`` for every ``y``, NaN included. There the activation's only consumer is often
+the next convolution, and YNNPACK's element-wise fusion would take a ``max`` in as that
+convolution's prologue and run the convolution itself: BatchNorm, ReLU and a 3x3
+convolution of the CIFAR ResNet's maps took 1.15-1.8x the time of the same with Eigen's
+convolution (batch 128; ``experiments/bench/README.md``, change 15). A select is not a
+YNNPACK operation, so the activation stays an XLA fusion's output and the convolution
+Eigen's. In the training pass under autodiff the activation is saved for the backward
+pass anyway, nothing is fused into the convolution, and the ``max`` (YNNPACK's, faster
+than XLA's own loop) stays.
+
 The training pass is a ``jax.custom_vjp``: reverse-mode (``grad``, ``vjp``) and ``vmap``
 work through it, forward-mode (``jvp``, ``jacfwd``) does not. Evaluation mode
 (``use_running_average``) is plain ``jax.numpy`` and supports both.
@@ -52,8 +64,12 @@ def _stats(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
 def _train_norm(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
     """``(y, mean, var)``: the normalised batch (plus ``residual`` unless None, then the
-    ReLU if ``relu``) and the batch statistics (see module)."""
-    return _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype)[0]
+    ReLU if ``relu``) and the batch statistics (see module). JAX calls this body only
+    without autodiff (``_train_fwd`` under it), so its ReLU is the select."""
+    mean, var = _stats(x, axis_name)
+    inv = lax.rsqrt(var + epsilon)
+    y = _normalize(x, mean, inv, scale, bias, residual, relu, dtype, relu_fn=_select_relu)
+    return y, mean, var
 
 
 def _channel_zero(v):
@@ -63,13 +79,18 @@ def _channel_zero(v):
     return jnp.minimum(jnp.abs(v), 0)
 
 
-def _normalize(x, mean, inv, scale, bias, residual, relu, dtype):
-    """``(x - mean) * inv * scale + bias`` (``+ residual``, then the ReLU) in ``dtype``;
-    ``inv`` is ``1 / std``."""
+def _select_relu(y, floor):
+    """``max(y, floor)`` as a select: ``y`` where it is not below ``floor`` (NaN too)."""
+    return jnp.where(y < floor, floor, y)
+
+
+def _normalize(x, mean, inv, scale, bias, residual, relu, dtype, relu_fn=jnp.maximum):
+    """``(x - mean) * inv * scale + bias`` (``+ residual``, then the ReLU ``relu_fn(y, 0)``)
+    in ``dtype``; ``inv`` is ``1 / std``."""
     y = (x - mean) * (inv * scale) + bias
     if residual is not None:
         y = y + residual
-    return (jnp.maximum(y, _channel_zero(bias)) if relu else y).astype(dtype)
+    return (relu_fn(y, _channel_zero(bias)) if relu else y).astype(dtype)
 
 
 def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
@@ -154,7 +175,8 @@ class BatchNorm(nn.Module):
         dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             inv = lax.rsqrt(ra_var.value + self.epsilon)
-            return _normalize(x, ra_mean.value, inv, scale, bias, residual, self.relu, dtype)
+            args = (x, ra_mean.value, inv, scale, bias, residual, self.relu, dtype)
+            return _normalize(*args, relu_fn=_select_relu)
         # Flax averages over axis_name only after initialisation (no mapped axis then).
         axis_name = None if self.is_initializing() else self.axis_name
         y, mean, var = _train_norm(
