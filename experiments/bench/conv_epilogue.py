@@ -14,6 +14,14 @@ operation, so a convolution that feeds one stays on Eigen.
 For each ResNet-18 CIFAR stage shape (batch ``--batch``: both views of 64 images) this
 times, interleaved, a SAME 3x3 convolution alone and followed by each epilogue of
 :data:`EPILOGUES`, and reports which library ran the convolution.
+
+``--prologue`` times the other side of the convolution instead: ``BatchNorm(relu=True)``
+in training mode without autodiff (a momentum target's forward pass), then the
+convolution, with the module's select ReLU and with the ``max`` ReLU it had before
+(``baselines.maximum_relu_without_autodiff``). YNNPACK takes a ``max`` in as the
+convolution's prologue, and then runs the convolution.
+
+    PYTHONPATH=. python experiments/bench/conv_epilogue.py --prologue
 """
 
 import argparse
@@ -28,7 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from experiments.bench import profile_step, timing
+from experiments.bench import baselines, profile_step, timing
+from ssl_jax.models.batch_norm import BatchNorm
 from ssl_jax.train import xla_cpu
 
 # ResNet-18 CIFAR stages: (spatial size, channels).
@@ -78,19 +87,48 @@ def measure(batch: int, size: int, channels: int, reps: int) -> dict:
     }
 
 
+def measure_prologue(batch: int, size: int, channels: int, reps: int) -> dict:
+    """``{'none' | 'bn_relu_select' | 'bn_relu_max': {'engine', 'median_ms'}}``: the
+    convolution alone and after a BN-ReLU without autodiff, interleaved."""
+    k = jax.random.split(jax.random.key(0), 2)
+    x = jax.random.normal(k[0], (batch, size, size, channels))
+    w = jax.random.normal(k[1], (3, 3, channels, channels)) * (9 * channels) ** -0.5
+    bn = BatchNorm(relu=True)
+    v = bn.init(jax.random.key(1), x)
+
+    def bn_relu_conv(v, x, w):
+        return conv3x3(bn.apply(v, x, mutable=["batch_stats"])[0], w)
+
+    def compile_(fn):
+        return jax.jit(fn).lower(v, x, w).compile(xla_cpu.CPU_STEP_OPTIONS)
+
+    compiled = {"none": compile_(lambda v, x, w: conv3x3(x, w))}
+    compiled["bn_relu_select"] = compile_(bn_relu_conv)
+    with baselines.maximum_relu_without_autodiff():
+        compiled["bn_relu_max"] = compile_(lambda v, x, w: bn_relu_conv(v, x, w))
+    t = timing.interleave(
+        {n: lambda c=c: c(v, x, w).block_until_ready() for n, c in compiled.items()}, reps=reps
+    )
+    return {
+        n: dict(engine=engine(c.as_text()), median_ms=1e3 * t[n]["median_s"])
+        for n, c in compiled.items()
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--prologue", action="store_true", help="BN-ReLU before the convolution")
     a = p.parse_args()
-    rows = [
-        dict(batch=a.batch, size=s, channels=c, **measure(a.batch, s, c, a.reps)) for s, c in STAGES
-    ]
+    fn = measure_prologue if a.prologue else measure
+    rows = [dict(batch=a.batch, size=s, channels=c, **fn(a.batch, s, c, a.reps)) for s, c in STAGES]
+    names = [n for n in rows[0] if n not in ("batch", "size", "channels")]
     print(json.dumps(rows, indent=1))
-    print("| map | " + " | ".join(EPILOGUES) + " |")
-    print("|---|" + "---:|" * len(EPILOGUES))
+    print("| map | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
     for row in rows:
-        cells = [f"{row[n]['median_ms']:.1f} ms ({row[n]['engine']})" for n in EPILOGUES]
+        cells = [f"{row[n]['median_ms']:.1f} ms ({row[n]['engine']})" for n in names]
         print(
             f"| {row['batch']}x{row['size']}x{row['size']}x{row['channels']} | "
             + " | ".join(cells)

@@ -96,6 +96,17 @@ def test_conv_epilogue_reads_the_library_off_the_compiled_module():
     assert out["none"]["engine"] == out["relu_mask"]["engine"] == "Eigen"
 
 
+def test_conv_prologue_reads_which_relu_gives_the_convolution_to_ynnpack():
+    # YNNPACK fuses only from about 8k elements (4 x 8 x 8 x 32, not 2 x 8 x 8 x 16).
+    out = conv_epilogue.measure_prologue(batch=4, size=8, channels=32, reps=1)
+    assert set(out) == {"none", "bn_relu_select", "bn_relu_max"}
+    assert all(r["median_ms"] > 0 for r in out.values())
+    # The select ReLU (batch_norm without autodiff) keeps the convolution on Eigen; the
+    # max it had before is a YNNPACK prologue that takes the convolution in.
+    engines = {n: r["engine"] for n, r in out.items()}
+    assert engines == {"none": "Eigen", "bn_relu_select": "Eigen", "bn_relu_max": "YNNPACK"}
+
+
 _PERF_REPORT = """\
 # Overhead       Samples  Shared Object     Symbol
 # ........  ............  ................  ......

@@ -87,7 +87,8 @@ def ynn_fusion_bodies(hlo: str) -> list[str]:
     """The text of each computation that a compiled module calls as a YNNPACK fusion."""
     bodies = computations(hlo)
     return [
-        bodies[c] for c in re.findall(r"^\s*%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", hlo, re.M)
+        bodies[c]
+        for c in re.findall(r"^\s*(?:ROOT )?%ynn_fusion[\w.]* = .*calls=%([\w.\-]+)", hlo, re.M)
     ]
 
 

@@ -228,3 +228,61 @@ def test_same_shape_layers_write_no_full_size_constant():
     # The check has power: constant zeros bring the shared broadcasts back.
     with mock.patch.object(batch_norm, "_channel_zero", lambda v: 0):
         assert full_size_broadcasts() > 0
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_training_pass_without_autodiff_equals_flax_and_the_autodiff_pass(relu):
+    """Without autodiff (a target network's forward pass) the training pass takes its
+    primal body, whose ReLU is the select: same values and statistics as Flax and as the
+    pass under autodiff."""
+    with jax.enable_x64(True):
+        r = np.random.default_rng(7)
+        x = jnp.asarray(3 + 2 * r.normal(size=(6, 5, 4, 7)))
+        v = _variables(7, seed=8)
+        ours, ours_stats = OurBN(relu).apply(v, x, mutable=["batch_stats"])
+        ref, ref_stats = FlaxBN(relu).apply(v, x, mutable=["batch_stats"])
+        under_grad = _train(OurBN(relu), v, x, jnp.ones_like(x))
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ours, under_grad[0])
+    for a, b in zip(jax.tree.leaves(ours_stats), jax.tree.leaves(ref_stats), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    if relu:
+        assert 0.1 < float(jnp.mean(ours == 0)) < 0.9  # the ReLU zeroes a good share
+
+
+class _NormThenConv(nn.Module):
+    """A BN-ReLU layer whose output only a 3x3 convolution reads (a residual block's
+    ``bn1`` and ``conv2``)."""
+
+    use_running_average: bool
+
+    @nn.compact
+    def __call__(self, x):
+        x = BatchNorm(use_running_average=self.use_running_average, relu=True)(x)
+        return nn.Conv(32, (3, 3), use_bias=False)(x)
+
+
+@pytest.mark.parametrize("use_running_average", [False, True])
+def test_passes_without_autodiff_keep_the_convolution_out_of_ynnpack(use_running_average):
+    """Under the train step's XLA:CPU options, a forward pass without autodiff (training
+    mode: a momentum target; evaluation mode) leaves the convolution after a BN-ReLU to
+    Eigen: no YNNPACK fusion takes it in with the ReLU as its prologue."""
+    from experiments.bench import baselines
+    from ssl_jax.train import xla_cpu
+    from tests.models.common import ynn_fusion_bodies
+
+    # Large enough for YNNPACK to fuse at all (4 x 8 x 8 x 32; it leaves 2 x 8 x 8 x 16 alone).
+    x = jnp.asarray(np.random.default_rng(9).normal(size=(4, 8, 8, 32)), jnp.float32)
+    model = _NormThenConv(use_running_average)
+    v = model.init(jax.random.key(0), x)
+
+    def ynn_convolutions():
+        # A new function each time: jit's trace cache would keep the first trace.
+        fn = jax.jit(lambda v, x: model.apply(v, x, mutable=["batch_stats"])[0])
+        text = fn.lower(v, x).compile(compiler_options=xla_cpu.CPU_STEP_OPTIONS).as_text()
+        return sum(body.count(" convolution(") for body in ynn_fusion_bodies(text))
+
+    assert ynn_convolutions() == 0
+    # The check has power: the benchmark's "before" (a max ReLU) gives it to YNNPACK.
+    with baselines.maximum_relu_without_autodiff():
+        assert ynn_convolutions() == 1
