@@ -23,6 +23,8 @@ product (before ``ssl_jax.models.map_matrix_conv``);
 with the queue scored every step (before the conditional around the codes only);
 ``maximum_relu_without_autodiff`` gives ``batch_norm``'s passes without autodiff back
 their ``max`` ReLU (before ``batch_norm._select_relu``);
+``eval_with_xla_defaults`` compiles frozen-feature extraction with XLA's default options
+again (before ``ssl_jax.eval.features`` took the train step's);
 ``step_bench.before_after`` times each against the current code.
 """
 
@@ -36,6 +38,7 @@ from jax import lax
 
 from ssl_jax import losses
 from ssl_jax.augment import color
+from ssl_jax.eval import features
 from ssl_jax.methods import swav
 from ssl_jax.models import (
     batch_norm,
@@ -231,3 +234,9 @@ def maximum_relu_without_autodiff():
     pass, evaluation) take their ReLU as a ``max``, which YNNPACK's element-wise fusion
     takes into the next convolution as its prologue."""
     return mock.patch.object(batch_norm, "_select_relu", jnp.maximum)
+
+
+def eval_with_xla_defaults():
+    """Within the block, feature extractions compiled (a new ``encode_fn``: they are cached
+    per function) take XLA's default options, not the train step's."""
+    return mock.patch.object(features, "_compiler_options", lambda mesh: None)

@@ -175,6 +175,20 @@ def memory_table(run: dict) -> list[str]:
     return lines
 
 
+def eval_options_table(run: dict) -> list[str]:
+    r = run.get("eval_options")
+    if not r:
+        return NOT_YET
+    return [
+        "| encoder | batch | images | XLA defaults (s) | step options (s) | speed-up "
+        "| images/s after |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| {r['encoder']} | {r['batch']} | {r['images']} | {_f(r['before_s'])} "
+        f"| {_f(r['after_s'])} | {r['before_s'] / r['after_s']:.2f}x "
+        f"| {r['images'] / r['after_s']:,.0f} |",
+    ]
+
+
 def jitter_table(run: dict) -> list[str]:
     if not run["input"]["jitter"]:
         return NOT_YET
@@ -400,6 +414,7 @@ def write(run: dict, out: Path) -> None:
             run, "strided_conv", "`lhs_dilation` (XLA)", "by phases"
         ),
         "SPEEDUP_MAP_MATRIX": before_after_table(run, "map_matrix", "im2col", "map matrix"),
+        "SPEEDUP_EVAL_OPTIONS": eval_options_table(run),
         "SPEEDUP_SELECT_RELU": before_after_table(
             run, "select_relu", "`max` ReLU without autodiff", "select ReLU without autodiff"
         ),

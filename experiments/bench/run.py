@@ -150,6 +150,9 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
     strided_conv = run("strided_conv", case="simclr_resnet18", batch=16 if q else 64, reps=reps)
     map_matrix = run("map_matrix", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=reps)
     select_relu = run("select_relu", case="byol_resnet18", batch=16 if q else 64, reps=reps)
+    eval_options = run(
+        "eval_options", batch=16 if q else 256, num_batches=2 if q else 4, reps=3 if q else 9
+    )
     small_map = run(
         "small_map", case="swav_multicrop_resnet18", batch=16 if q else 64, reps=max(2, reps - 2)
     )
@@ -213,6 +216,7 @@ def measure_all(run: Runner, q: bool, data_dir: str | None) -> dict:
         strided_conv=strided_conv,
         map_matrix=map_matrix,
         select_relu=select_relu,
+        eval_options=eval_options,
         small_map=small_map,
         max_pool=max_pool,
         weight_grad=weight_grad,

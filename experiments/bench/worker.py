@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.bench import cases, input_bench, jax_side, profile_step, scaling, step_bench
+from experiments.bench import (
+    cases,
+    eval_bench,
+    input_bench,
+    jax_side,
+    profile_step,
+    scaling,
+    step_bench,
+)
 
 
 def step(case: str, batch: int, reps: int, before: bool = False) -> dict:
@@ -53,6 +61,7 @@ KINDS = {
     "strided_conv": functools.partial(step_bench.before_after, "strided_conv"),
     "map_matrix": functools.partial(step_bench.before_after, "map_matrix"),
     "select_relu": functools.partial(step_bench.before_after, "select_relu"),
+    "eval_options": eval_bench.features_before_after,
     "devices": scaling.device_point,
     "embedding": scaling.embedding_point,
     "jitter": input_bench.jitter_before_after,

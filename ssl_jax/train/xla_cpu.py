@@ -1,4 +1,5 @@
-"""XLA:CPU compiler options for the train step, and how they were chosen.
+"""XLA:CPU compiler options for the train step (and feature extraction), and how they were
+chosen.
 
 jaxlib 0.10 hands convolutions, dots and reductions to YNNPACK library fusions by default.
 For the weight gradient of a convolution (a "convolution" whose window is the whole feature
@@ -49,7 +50,7 @@ def _supported(items: tuple[tuple[str, str], ...]) -> bool:
 
 
 def step_compiler_options(devices: Sequence[jax.Device]) -> dict[str, str] | None:
-    """The compiler options for a train step that runs on ``devices``.
+    """The compiler options for a train step (or a feature extraction) on ``devices``.
 
     Args:
       devices: the devices of the step's mesh.

@@ -102,3 +102,33 @@ def test_bad_inputs_raise():
         extract_features(lambda im: im, [{"image": np.zeros((2, 4, 4, 3), np.uint8)}])
     with pytest.raises(ValueError, match="max_examples"):
         extract_features(encode, [], max_examples=0)
+
+
+def test_cpu_extraction_is_compiled_with_the_train_steps_options():
+    """On CPU, the extraction takes ``xla_cpu``'s options: a convolution runs in Eigen,
+    where XLA's defaults (the benchmark's "before") hand it to YNNPACK; same features."""
+    from experiments.bench import baselines, conv_epilogue
+    from ssl_jax.eval import features
+
+    rng = np.random.default_rng(3)
+    w = jnp.asarray(0.1 * rng.normal(size=(3, 3, 32, 32)), jnp.float32)
+    images = rng.normal(size=(8, 8, 8, 32)).astype(np.float32)
+
+    def encode_now(w, x):
+        # Nothing YNNPACK would fuse around the convolution: float input, a select after.
+        h = conv_epilogue.conv3x3(x, w)
+        return jnp.where(h < 0, 0.0, h).mean(axis=(1, 2))
+
+    def encode_before(w, x):  # another function: an extraction compiled (cached) of its own
+        return encode_now(w, x)
+
+    def engine_and_features(fn):
+        batch = features._host_batch({"image": images}, None, 1)
+        text = features._compiled(fn, None, True).lower(w, batch).compile().as_text()
+        return conv_epilogue.engine(text), extract_features(fn, [{"image": images}], variables=w)[0]
+
+    now, feats = engine_and_features(encode_now)
+    with baselines.eval_with_xla_defaults():
+        before, feats_before = engine_and_features(encode_before)
+    assert (now, before) == ("Eigen", "YNNPACK")
+    np.testing.assert_allclose(feats, feats_before, rtol=1e-5, atol=1e-6)

@@ -14,7 +14,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments.bench import conv_epilogue, cpu_split, profile_step, provenance, timing
+from experiments.bench import (
+    conv_epilogue,
+    cpu_split,
+    eval_bench,
+    profile_step,
+    provenance,
+    timing,
+)
 from ssl_jax.train import xla_cpu
 
 _PAGES = 4096
@@ -105,6 +112,14 @@ def test_conv_prologue_reads_which_relu_gives_the_convolution_to_ynnpack():
     # max it had before is a YNNPACK prologue that takes the convolution in.
     engines = {n: r["engine"] for n, r in out.items()}
     assert engines == {"none": "Eigen", "bn_relu_select": "Eigen", "bn_relu_max": "YNNPACK"}
+
+
+def test_eval_options_times_both_extractions_of_the_same_features():
+    # A 2-stage ResNet: the benchmark's ResNet-18 compiles for longer than this needs.
+    r = eval_bench.features_before_after(batch=4, num_batches=2, reps=1, stage_sizes=(1, 1))
+    assert (r["batch"], r["images"], r["encoder"]) == (4, 8, "resnet(1, 1)")
+    assert r["before_s"] > 0 and r["after_s"] > 0
+    assert r["timings"]["before"]["median_s"] == r["before_s"]
 
 
 _PERF_REPORT = """\
