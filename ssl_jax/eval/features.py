@@ -7,9 +7,8 @@ own rows) and the features are all-gathered, so every process gets the full matr
 same order.
 
 On CPU the extraction is compiled with the train step's XLA:CPU options
-(:mod:`ssl_jax.train.xla_cpu`: convolutions in Eigen, element-wise work in YNNPACK), which
-run a CIFAR ResNet-18's evaluation forward pass about 1.4x faster than XLA's defaults
-(``experiments/bench/README.md``, change 16).
+(:mod:`ssl_jax.train.xla_cpu`), which run a CIFAR ResNet-18's evaluation forward pass about
+1.45x faster than XLA's defaults (``experiments/bench/README.md``, change 16).
 
 References:
   Goyal et al., "Scaling and Benchmarking Self-Supervised Visual Representation Learning",
