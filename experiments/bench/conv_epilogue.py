@@ -78,8 +78,13 @@ def measure(batch: int, size: int, channels: int, reps: int) -> dict:
     for name, epilogue in EPILOGUES.items():
         fn = jax.jit(lambda x, w, r, e=epilogue: e(conv3x3(x, w), r))
         compiled[name] = fn.lower(x, w, r).compile(xla_cpu.CPU_STEP_OPTIONS)
+    return _timed(compiled, (x, w, r), reps)
+
+
+def _timed(compiled: dict, args: tuple, reps: int) -> dict:
+    """``{name: {'engine', 'median_ms'}}`` of compiled functions of ``args``, interleaved."""
     t = timing.interleave(
-        {n: lambda c=c: c(x, w, r).block_until_ready() for n, c in compiled.items()}, reps=reps
+        {n: lambda c=c: c(*args).block_until_ready() for n, c in compiled.items()}, reps=reps
     )
     return {
         n: dict(engine=engine(c.as_text()), median_ms=1e3 * t[n]["median_s"])
@@ -105,14 +110,9 @@ def measure_prologue(batch: int, size: int, channels: int, reps: int) -> dict:
     compiled = {"none": compile_(lambda v, x, w: conv3x3(x, w))}
     compiled["bn_relu_select"] = compile_(bn_relu_conv)
     with baselines.maximum_relu_without_autodiff():
+        # A new function object: jit's trace cache would hand back the select's trace.
         compiled["bn_relu_max"] = compile_(lambda v, x, w: bn_relu_conv(v, x, w))
-    t = timing.interleave(
-        {n: lambda c=c: c(v, x, w).block_until_ready() for n, c in compiled.items()}, reps=reps
-    )
-    return {
-        n: dict(engine=engine(c.as_text()), median_ms=1e3 * t[n]["median_s"])
-        for n, c in compiled.items()
-    }
+    return _timed(compiled, (v, x, w), reps)
 
 
 def main() -> None:

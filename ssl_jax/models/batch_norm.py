@@ -66,10 +66,8 @@ def _train_norm(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
     """``(y, mean, var)``: the normalised batch (plus ``residual`` unless None, then the
     ReLU if ``relu``) and the batch statistics (see module). JAX calls this body only
     without autodiff (``_train_fwd`` under it), so its ReLU is the select."""
-    mean, var = _stats(x, axis_name)
-    inv = lax.rsqrt(var + epsilon)
-    y = _normalize(x, mean, inv, scale, bias, residual, relu, dtype, relu_fn=_select_relu)
-    return y, mean, var
+    args = (x, scale, bias, residual, epsilon, relu, axis_name, dtype)
+    return _train_fwd(*args, relu_fn=_select_relu)[0]
 
 
 def _channel_zero(v):
@@ -93,10 +91,10 @@ def _normalize(x, mean, inv, scale, bias, residual, relu, dtype, relu_fn=jnp.max
     return (relu_fn(y, _channel_zero(bias)) if relu else y).astype(dtype)
 
 
-def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype):
+def _train_fwd(x, scale, bias, residual, epsilon, relu, axis_name, dtype, relu_fn=jnp.maximum):
     mean, var = _stats(x, axis_name)
     inv = lax.rsqrt(var + epsilon)
-    y = _normalize(x, mean, inv, scale, bias, residual, relu, dtype)
+    y = _normalize(x, mean, inv, scale, bias, residual, relu, dtype, relu_fn)
     # A zero-size stand-in records the residual's dtype (None: no residual, a static fact).
     marker = None if residual is None else jnp.zeros((0,), residual.dtype)
     return (y, mean, var), (x, y if relu else None, mean, inv, scale, marker)
@@ -175,8 +173,9 @@ class BatchNorm(nn.Module):
         dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             inv = lax.rsqrt(ra_var.value + self.epsilon)
-            args = (x, ra_mean.value, inv, scale, bias, residual, self.relu, dtype)
-            return _normalize(*args, relu_fn=_select_relu)
+            return _normalize(
+                x, ra_mean.value, inv, scale, bias, residual, self.relu, dtype, _select_relu
+            )
         # Flax averages over axis_name only after initialisation (no mapped axis then).
         axis_name = None if self.is_initializing() else self.axis_name
         y, mean, var = _train_norm(
