@@ -139,6 +139,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.num_steps = 4
     c.train.log_every = 1
     c.train.checkpoint_every = 2
+    # One step per call: a run of a few steps spends its time compiling, and a call of k
+    # steps is a program k times the size (``train.steps_per_call`` 0, auto, would give 2).
+    c.train.steps_per_call = 1
     c.train.async_checkpoint = False
     c.optim.warmup_epochs = 0
     c.eval.linear_epochs = 2

@@ -134,7 +134,8 @@ def test_bad_steps_per_call_is_refused(steps_per_call, checkpoint_every, message
 
 def test_auto_steps_per_call_divides_checkpoint_every():
     c = tiny_config("simclr")
-    assert c.train.steps_per_call == 0
+    assert c.train.steps_per_call == 1  # tiny runs: one step per call, see config.make_tiny
+    c.train.steps_per_call = 0
     for every, cpu in ((1000, 4), (6, 2), (3, 1)):
         c.train.checkpoint_every = every
         validate(c, num_devices=8)
