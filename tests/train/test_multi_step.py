@@ -146,11 +146,21 @@ def test_auto_steps_per_call_divides_checkpoint_every():
 
 
 @pytest.mark.slow
-def test_loop_with_steps_per_call(cifar_subset_dir, tiny_data_dir, tmp_path):
-    # 5 steps, 2 per call: calls of 2, 2, 1; checkpoints at 2, 4 and 5.
+def test_loop_resumes_bit_identically_with_one_or_two_steps_per_call(
+    cifar_subset_dir, tiny_data_dir, tmp_path
+):
+    # BYOL (an EMA target in the state), 5 steps, a checkpoint every 2.
     c = _config(cifar_subset_dir, tiny_data_dir, method="byol", num_steps=5, checkpoint_every=2)
     c.train.steps_per_call = 1
     straight = loop.train(c, tmp_path / "one")
+    # Stopped at step 3 (checkpointed there, between the regular ones), then resumed: the
+    # same state as the uninterrupted run, bit for bit.
+    assert int(loop.Trainer(c, tmp_path / "one_resumed").run(stop_at=3).step) == 3
+    one_resumed = loop.Trainer(c, tmp_path / "one_resumed").run()
+    assert int(one_resumed.step) == 5
+    for x, y in zip(_leaves(straight), _leaves(one_resumed), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # 2 per call: calls of 2, 2, 1; checkpoints at 2, 4 and 5.
     c.train.steps_per_call = 2
     grouped = loop.train(c, tmp_path / "two")
     # Asked to stop at step 3, inside a call: it stops after that call, at step 4.
