@@ -52,11 +52,19 @@ def _sittings(run: dict) -> list[str]:
     if len(sittings) < 2:
         return []
     stamps = run.get("stamps") or {}
+    first_stamp = min((v["utc"] for v in stamps.values()), default="~")
     lines = [f"- measured in {len(sittings)} sittings (`--resume`):"]
     for i, s in enumerate(sittings):
         end = sittings[i + 1]["date"] if i + 1 < len(sittings) else "~"
         made = [_label(k) for k, v in stamps.items() if s["date"] <= v["utc"] < end]
-        what = f"{len(made)}: " + ", ".join(made) if made else "the rest"
+        # Unstamped measurements come from the sittings before stamping began; a later
+        # sitting with none left had all its measurements taken again since.
+        lost = "none kept (all measured again later)"
+        what = (
+            f"{len(made)}: " + ", ".join(made)
+            if made
+            else ("the rest" if end <= first_stamp else lost)
+        )
         on = f" on {_machine(s['machine'])}" if "machine" in s else ""
         lines.append(
             f"  - {s['date']}, commit {s['commit']}{on}: `{s['command']}`; measured {what}"

@@ -45,6 +45,18 @@ def test_each_sitting_names_its_machine_and_what_it_measured():
     assert third.endswith("measured 1: step simclr_convnet b64")
 
 
+def test_a_later_sitting_whose_measurements_were_all_redone_says_so():
+    run = _run("EPYC", "EPYC")
+    # A fourth sitting measures the step again: the third keeps nothing.
+    run["sittings"].append(dict(date="2026-12-02T09:00:00+00:00", command="x", commit="ddd"))
+    step = next(k for k in run["stamps"] if k.startswith("step"))
+    run["stamps"][step] = dict(utc="2026-12-02T09:30:00+00:00", commit="ddd")
+    first, _, third, fourth = report._sittings(run)[1:]
+    assert first.endswith("measured the rest")  # before any measurement was stamped
+    assert third.endswith("measured none kept (all measured again later)")
+    assert fourth.endswith("measured 1: step simclr_convnet b64")
+
+
 def test_machine_line_says_last_sitting_only_when_machines_differ():
     mixed = report._machine_line(_run("Xeon", "EPYC"))
     same = report._machine_line(_run("EPYC", "EPYC"))
