@@ -57,14 +57,12 @@ def _sittings(run: dict) -> list[str]:
     for i, s in enumerate(sittings):
         end = sittings[i + 1]["date"] if i + 1 < len(sittings) else "~"
         made = [_label(k) for k, v in stamps.items() if s["date"] <= v["utc"] < end]
-        # Unstamped measurements come from the sittings before stamping began; a later
-        # sitting with none left had all its measurements taken again since.
-        lost = "none kept (all measured again later)"
-        what = (
-            f"{len(made)}: " + ", ".join(made)
-            if made
-            else ("the rest" if end <= first_stamp else lost)
-        )
+        if made:
+            what = f"{len(made)}: " + ", ".join(made)
+        elif end <= first_stamp:  # unstamped: from the sittings before stamping began
+            what = "the rest"
+        else:  # stamped then, every measurement taken again since
+            what = "none kept (all measured again later)"
         on = f" on {_machine(s['machine'])}" if "machine" in s else ""
         lines.append(
             f"  - {s['date']}, commit {s['commit']}{on}: `{s['command']}`; measured {what}"

@@ -40,6 +40,11 @@ def _stack(batches):
     return jax.tree.map(lambda *x: np.stack(x), *batches)
 
 
+def _assert_equal(a, b):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def _assert_close(a, b):
     # The larger program may sum in another order: float32 rounding, nothing more.
     for x, y in zip(_leaves(a), _leaves(b), strict=True):
@@ -158,8 +163,7 @@ def test_loop_resumes_bit_identically_with_one_or_two_steps_per_call(
     assert int(loop.Trainer(c, tmp_path / "one_resumed").run(stop_at=3).step) == 3
     one_resumed = loop.Trainer(c, tmp_path / "one_resumed").run()
     assert int(one_resumed.step) == 5
-    for x, y in zip(_leaves(straight), _leaves(one_resumed), strict=True):
-        np.testing.assert_array_equal(x, y)
+    _assert_equal(straight, one_resumed)
     # 2 per call: calls of 2, 2, 1; checkpoints at 2, 4 and 5.
     c.train.steps_per_call = 2
     grouped = loop.train(c, tmp_path / "two")
@@ -170,8 +174,7 @@ def test_loop_resumes_bit_identically_with_one_or_two_steps_per_call(
 
     assert int(grouped.step) == int(resumed.step) == 5
     _assert_close(straight, grouped)
-    for x, y in zip(_leaves(grouped), _leaves(resumed), strict=True):
-        np.testing.assert_array_equal(x, y)
+    _assert_equal(grouped, resumed)
     rows = {
         name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         for name in ("one", "two")
