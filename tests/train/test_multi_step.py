@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import build, data
@@ -27,7 +28,12 @@ def _setup(method_name: str, axis_name=None):
     n = NUM_TRAIN_EXAMPLES
     method, tx = build.method(c, n), build.optimizer(c, n)
     probe_tx = optax.adam(1e-3)
-    init = jax.jit(lambda k, x: create_train_state(method, tx, probe_tx, k, x, num_classes=10))
+    # Replicated over the mesh, as the loop places it: a single-device state would give the
+    # jitted step a second input signature after its first call (a second compile).
+    init = jax.jit(
+        lambda k, x: create_train_state(method, tx, probe_tx, k, x, num_classes=10),
+        out_shardings=NamedSharding(data_mesh(), P()),
+    )
     state = init(jax.random.key(1), jnp.asarray(images(0)[0]))
     step_fn = make_step_fn(
         method, tx, probe_tx, lr_schedule=build.lr_schedule(c, n), axis_name=axis_name
