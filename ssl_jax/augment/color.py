@@ -11,6 +11,8 @@ Representations" (SimCLR), Appendix A; Grill et al. 2020, "Bootstrap Your Own La
 (BYOL), Table 6.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -83,10 +85,15 @@ def rgb_to_hsv(image: jax.Array) -> jax.Array:
     safe_value = jnp.where(value > 0, value, 1.0)
     saturation = jnp.where(value > 0, chroma / safe_value, 0.0)
     safe_chroma = jnp.where(chroma > 0, chroma, 1.0)
+    # The sextant from the index of the first largest channel (r, then g, then b on ties, as
+    # tf.image's value == r, value == g), not from comparing the max with the channels: XLA
+    # may compute a channel twice in different fusions, and a 1-ulp difference between the
+    # two copies would take a pixel to another sextant.
+    top = jnp.argmax(image, axis=-1)
     hue = jnp.where(
-        value == r,
+        top == 0,
         (g - b) / safe_chroma,
-        jnp.where(value == g, 2.0 + (b - r) / safe_chroma, 4.0 + (r - g) / safe_chroma),
+        jnp.where(top == 1, 2.0 + (b - r) / safe_chroma, 4.0 + (r - g) / safe_chroma),
     )
     hue = jnp.where(chroma > 0, hue / 6.0, 0.0)
     hue = jnp.where(hue < 0, hue + 1.0, hue)
@@ -244,10 +251,13 @@ def color_jitter(
     # Per image the slot is a switch over the ops, and under vmap a switch evaluates every
     # branch. Evaluating one form of each kind with the drawn op's parameters gives the same
     # numbers bit for bit at 2 evaluations per slot instead of one per op.
-    table = jax.tree.map(lambda *p: jnp.stack([jnp.asarray(x) for x in p]), *ops)
-    has_linear, has_hsv = (any(op[0] == kind for op in ops) for kind in (False, True))
+    # select_n, not indexing into stacked parameters: an index into a table does not trace
+    # on explicitly sharded meshes (the batch sharding gives the gather no output sharding).
+    has_linear, has_hsv = (any(not op[0] for op in ops), any(op[0] for op in ops))
+    ops = [jax.tree.map(jnp.asarray, op) for op in ops]
     for slot in range(len(ops)):
-        is_hsv, linear, hsv = jax.tree.map(lambda t, i=order[slot]: t[i], table)
+        pick = functools.partial(jax.lax.select_n, order[slot])
+        is_hsv, linear, hsv = jax.tree.map(pick, *ops)
         if not has_hsv:
             image = _linear_form(image, *linear)
         elif not has_linear:
